@@ -1,0 +1,23 @@
+"""energen: energy-based generative modelling (Equilibrium Matching, recovery likelihood, contrastive divergence).
+
+The public pieces, one concept per module:
+
+- :mod:`energen.fields` - the field protocol ``f(x, t, y)`` and :class:`EnergyField` (energy -> -grad E);
+- :mod:`energen.interpolants` - the linear path and EqM's c(gamma) weightings;
+- :mod:`energen.objectives` - per-sample training losses;
+- :mod:`energen.samplers` - gradient descent, Nesterov, ODE integration;
+- :mod:`energen.networks`, :mod:`energen.data`, :mod:`energen.metrics`, :mod:`energen.checkpoint`;
+- :mod:`energen.training` (the loop) and :mod:`energen.sampling` (loading runs, drawing samples).
+"""
+
+from .config import TrainConfig
+from .fields import EnergyField, GuidedField, SumField
+from .samplers import GradientDescent, Nesterov, ODESolver
+from .sampling import Run, SamplerSettings
+from .training import train
+
+__all__ = [
+    "EnergyField", "GradientDescent", "GuidedField", "Nesterov", "ODESolver", "Run", "SamplerSettings", "SumField",
+    "TrainConfig", "train",
+]  # fmt: skip
+__version__ = "0.1.0"

@@ -1,0 +1,237 @@
+"""The ``energen`` command line: train, sample, eval, plot, demo.
+
+Parsing is strict: an unknown flag or a bad value prints one line and exits with status 2 (argparse's
+convention). Problems with files, data or checkpoints print ``energen: error: ...`` and exit non-zero
+without touching existing files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+
+from .config import TrainConfig, read_config_file
+from .errors import ConfigError, EnergenError
+
+TRAIN_CHOICES = {
+    "method": lambda: __import__("energen.methods", fromlist=["METHODS"]).METHODS.names(),
+    "model": lambda: ["auto", *__import__("energen.networks", fromlist=["MODELS"]).MODELS.names()],
+    "c_schedule": lambda: __import__("energen.interpolants", fromlist=["W"]).WEIGHTINGS.names(),
+    "energy": lambda: ["dot", "l2"],
+    "device": lambda: ["auto", "cpu", "cuda"],
+}
+TRAIN_HELP = {
+    "method": "training method",
+    "data": "built-in data set name or path (.npy, .npz, image folder)",
+    "model": "network (auto: chosen from the data)",
+    "steps": "total optimiser steps (with --resume: the new total)",
+    "ckpt_every": "write export + resume state every K steps",
+    "conditional": "class-conditional training with label dropout (for --class/--cfg)",
+    "c_schedule": "EqM target weighting c(gamma)",
+    "ema_halflife_samples": "EMA half-life in samples",
+    "calibrate": "choose the default sampler budget on held-out data after training",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(s: str) -> int:
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {s}")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    v = float(s)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+    return v
+
+
+def _nonneg_float(s: str) -> float:
+    v = float(s)
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
+    return v
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="run directory (must be new or empty unless --resume)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out to --steps")
+    p.add_argument("--config", help="JSON or YAML file of options; flags given here override it")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kw: dict = {"dest": f.name, "default": None, "help": TRAIN_HELP.get(f.name)}
+        if f.type == "bool":
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = {"int": int, "float": float, "str": str}[f.type]
+            kw["metavar"] = f.name.upper()
+        if f.name in TRAIN_CHOICES:
+            kw["choices"] = TRAIN_CHOICES[f.name]()
+            kw.pop("metavar", None)
+        p.add_argument(flag, **kw)
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from .training import train
+
+    explicit = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if getattr(a, f.name) is not None}
+    base = read_config_file(a.config) if a.config else {}
+    cfg = TrainConfig.from_dict(base | explicit, where=a.config or "options")
+    if not a.resume:
+        cfg.validate()
+    res = train(cfg, a.out, resume=a.resume, overrides=base | explicit, progress=not a.quiet)
+    print(json.dumps({"run_dir": str(res.run_dir), "step": res.step, "final_loss": res.final_loss}))
+    return 0
+
+
+def _check_new_output(out: Path, overwrite: bool, suffixes: tuple[str, ...], allow_dir: bool) -> None:
+    if out.suffix not in suffixes and not (allow_dir and out.suffix == ""):
+        kinds = ", ".join(suffixes) + (" or a directory" if allow_dir else "")
+        raise ConfigError(f"--out {str(out)!r}: use {kinds}")
+    if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
+        raise ConfigError(f"--out {str(out)!r} already exists; choose another path (or pass --overwrite)")
+
+
+def _cmd_sample(a: argparse.Namespace) -> int:
+    from .data import write_samples
+    from .sampling import Run
+
+    out = Path(a.out)
+    _check_new_output(out, a.overwrite, (".npy", ".npz"), allow_dir=True)
+    run = Run(a.run_dir, device=a.device)
+    settings = run.default_sampler
+    horizon = settings.steps * settings.step_size
+    new = replace(settings, extra={})
+    if a.sampler is not None:
+        new = replace(new, sampler=a.sampler)
+    if a.steps is not None:
+        new = replace(new, steps=a.steps, step_size=horizon / a.steps)  # same total time unless --step-size
+    if a.step_size is not None:
+        new = replace(new, step_size=a.step_size)
+    for k in ("tol", "momentum", "noise", "ode_method"):
+        if getattr(a, k) is not None:
+            new = replace(new, **{k: getattr(a, k)})
+    if a.cfg is not None and a.label is None:
+        raise ConfigError("--cfg needs --class")
+    x, o = run.sample(a.n, seed=a.seed, settings=new, label=a.label, cfg_scale=1.0 if a.cfg is None else a.cfg,
+                      batch_size=a.batch_size)  # fmt: skip
+    if out.suffix == "" and out.exists() and a.overwrite:
+        for f in out.glob("*.png"):
+            f.unlink()
+    write_samples(x, run.info, out)
+    steps = o.steps.float()
+    print(json.dumps({"out": str(out), "n": a.n, "sampler": new.to_json(), "mean_steps": float(steps.mean()),
+                      "max_steps": int(steps.max()), "nfe": o.nfe}))  # fmt: skip
+    return 0
+
+
+def _cmd_eval(a: argparse.Namespace) -> int:
+    import torch
+
+    from .data import load_dataset, read_samples
+    from .metrics import evaluate
+
+    ds = load_dataset(a.data)
+    x = read_samples(a.samples, ds.info)
+    ref, _ = ds.reference(a.n_ref)
+    scale = torch.tensor(ds.info.scale).reshape(1, -1) if ds.info.kind == "vector" else torch.tensor(ds.info.scale)
+    metrics = evaluate(x, ref, data_name=ds.info.name, scale=scale, target_class=a.label)
+    print(json.dumps(metrics))
+    return 0
+
+
+def _cmd_plot(a: argparse.Namespace) -> int:
+    from .plotting import plot_run
+    from .sampling import Run
+
+    out = Path(a.out)
+    _check_new_output(out, a.overwrite, (".png",), allow_dir=False)
+    plot_run(Run(a.run_dir), out, n=a.n, seed=a.seed)
+    print(json.dumps({"out": str(out)}))
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(a.out, steps=a.steps)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .samplers import ODE_METHODS, SAMPLERS
+
+    p = _Parser(prog="energen", description="Energy-based generative modelling: train, sample, evaluate, plot.")
+    p.add_argument("--version", action="version", version=f"energen {__import__('energen').__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model into a run directory")
+    _add_train_args(t)
+    t.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("sample", help="draw samples from a trained run")
+    s.add_argument("run_dir")
+    s.add_argument("--n", type=_positive_int, required=True, help="number of samples")
+    s.add_argument("--out", required=True, help=".npy (data coordinates), .npz (ADM uint8 images) or a directory")
+    s.add_argument("--sampler", choices=SAMPLERS.names(), help="default: the run's calibrated sampler (gd)")
+    s.add_argument("--steps", type=_positive_int, help="step count K (keeps the run's total eta*K)")
+    s.add_argument("--step-size", type=_positive_float, help="step size eta")
+    s.add_argument("--tol", type=_positive_float, help="adaptive stopping: stop a sample when RMS(field) < TOL")
+    s.add_argument("--momentum", type=float, help="Nesterov momentum (nag), default 0.3")
+    s.add_argument("--noise", type=_nonneg_float, help="initial Langevin temperature, annealed to 0 (gd, nag)")
+    s.add_argument("--ode-method", choices=ODE_METHODS, help="torchdiffeq method for --sampler ode")
+    s.add_argument("--seed", type=int, default=0, help="sample i starts from noise seeded SEED+i")
+    s.add_argument("--class", dest="label", type=int, help="class to generate (conditional runs)")
+    s.add_argument("--cfg", type=float, help="classifier-free guidance weight (with --class; default 1)")
+    s.add_argument("--batch-size", type=_positive_int, default=1000)
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    s.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    s.set_defaults(func=_cmd_sample)
+
+    e = sub.add_parser("eval", help="print sample-quality metrics as one JSON object")
+    e.add_argument("samples", help="samples (.npy, .npz or a directory of PNGs)")
+    e.add_argument("--data", required=True, help="reference data set (built-in name or path)")
+    e.add_argument("--class", dest="label", type=int, help="requested class: report class accuracy (digits)")
+    e.add_argument("--n-ref", type=_positive_int, help="number of reference points (default: all / 10,000)")
+    e.set_defaults(func=_cmd_eval)
+
+    pl = sub.add_parser("plot", help="2-D: samples and learned landscape; images: a sample grid")
+    pl.add_argument("run_dir")
+    pl.add_argument("--out", required=True, help="PNG file")
+    pl.add_argument("--n", type=_positive_int, default=2000)
+    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--overwrite", action="store_true")
+    pl.set_defaults(func=_cmd_plot)
+
+    d = sub.add_parser("demo", help="train EqM on checkerboard, sample, evaluate and plot (1-2 min on CPU)")
+    d.add_argument("--out", default=None, help="directory (default: a new energen-demo* folder here)")
+    d.add_argument("--steps", type=_positive_int, default=4000)
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return a.func(a)
+    except EnergenError as e:
+        print(f"energen {a.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"energen {a.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

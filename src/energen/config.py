@@ -1,0 +1,122 @@
+"""Typed configuration, saved as ``config.json`` in every run directory.
+
+Values come, in increasing priority, from the dataclass defaults, a ``--config`` file (JSON or YAML,
+unknown keys rejected) and explicit command-line flags. ``"auto"`` fields are filled from the data by
+:func:`energen.training.resolve_config` before training and saved resolved.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    # what to train
+    method: str = "eqm"
+    data: str = "checkerboard"
+    model: str = "auto"  # "auto": chosen from the data's dimension
+    conditional: bool = False
+    # EqM target weighting c(gamma) and options
+    c_schedule: str = "truncated"
+    c_a: float = 0.8
+    c_scale: float = 4.0
+    energy: str = "dot"  # EqM-E parameterisation: "dot" | "l2"
+    dispersive: float = 0.0
+    label_dropout: float = 0.1
+    # optimisation (progress is counted in optimiser steps and reported in samples seen)
+    steps: int = 4000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_samples: int = 25_600
+    grad_clip: float = 1.0
+    ema_halflife_samples: int = 50_000
+    ema_rampup: float = 0.1  # half-life at most this fraction of the samples seen so far (EDM)
+    seed: int = 0
+    # bookkeeping
+    ckpt_every: int = 1000
+    log_every: int = 50
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    tensorboard: bool = False
+    wandb: bool = False
+    calibrate: bool = True  # choose the default sampler budget from held-out data after training
+
+    def validate(self) -> TrainConfig:
+        from .interpolants import WEIGHTINGS
+        from .methods import METHODS
+        from .networks import MODELS
+
+        METHODS.get(self.method)
+        if self.model != "auto":
+            MODELS.get(self.model)
+        WEIGHTINGS.get(self.c_schedule)
+        checks = [
+            (self.steps >= 1, "steps must be >= 1"),
+            (self.batch_size >= 1, "batch-size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.weight_decay >= 0, "weight-decay must be >= 0"),
+            (self.warmup_samples >= 0, "warmup-samples must be >= 0"),
+            (self.grad_clip >= 0, "grad-clip must be >= 0 (0 disables clipping)"),
+            (self.ema_halflife_samples > 0, "ema-halflife-samples must be > 0"),
+            (0 < self.ema_rampup <= 1 or self.ema_rampup == 0, "ema-rampup must be in [0, 1]"),
+            (self.ckpt_every >= 1, "ckpt-every must be >= 1"),
+            (self.log_every >= 1, "log-every must be >= 1"),
+            (0 <= self.c_a < 1, "c-a must be in [0, 1)"),
+            (self.c_scale > 0, "c-scale must be > 0"),
+            (self.energy in ("dot", "l2"), f"energy must be 'dot' or 'l2', got {self.energy!r}"),
+            (self.dispersive >= 0, "dispersive must be >= 0"),
+            (0 <= self.label_dropout < 1, "label-dropout must be in [0, 1)"),
+            (self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        return self
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, *, where: str = "config") -> TrainConfig:
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        out = {}
+        for k, v in d.items():
+            typ = known[k].type
+            want = {"int": int, "float": (int, float), "bool": bool, "str": str}[typ]
+            if isinstance(v, bool) and typ != "bool" or not isinstance(v, want):
+                raise ConfigError(f"{where}: {k} must be of type {typ}, got {v!r}")
+            out[k] = float(v) if typ == "float" else v
+        return cls(**out)
+
+
+def read_config_file(path: str) -> dict:
+    """A JSON or YAML mapping of TrainConfig keys (dashes or underscores)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {path!r} does not exist")
+    try:
+        text = p.read_text()
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            d = yaml.safe_load(text)
+        elif p.suffix == ".json":
+            d = json.loads(text)
+        else:
+            raise ConfigError(f"config file {path!r}: use .json, .yaml or .yml")
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - json and yaml raise different types
+        raise ConfigError(f"config file {path!r} is not valid: {str(e).splitlines()[0]}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"config file {path!r} must hold a mapping of options")
+    return {k.replace("-", "_"): v for k, v in d.items()}

@@ -1,0 +1,98 @@
+r"""The field protocol every sampler consumes, and adapters that produce fields.
+
+A *field* is any callable ``field(x, t=None, y=None) -> Tensor`` returning a tensor of ``x``'s shape:
+
+- ``x``: shape (B, ...), the current points;
+- ``t``: shape (B,) or ``None``, the sampler's progress in [0, 1] (data at 1, noise at 0, the convention
+  of flow_matching and SiT). Time-free models (EqM, EqM-E) ignore it; flow matching needs it;
+- ``y``: shape (B,) integer class labels or ``None``.
+
+Samplers move points *along* the field: :math:`x \leftarrow x + \eta\, f(x)`. A scalar energy
+:math:`E(x)` therefore enters through :class:`EnergyField`, which returns :math:`f = -\nabla_x E` by
+autograd, so that one sampler serves methods that learn a gradient (EqM, flow matching) and methods that
+learn an energy (EqM-E, contrastive divergence, recovery likelihood) alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+
+class Field(Protocol):
+    def __call__(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor: ...
+
+
+Energy = Callable[..., Tensor]
+"""``energy(x, t, y) -> Tensor`` of shape (B,): one scalar energy per sample."""
+
+
+class EnergyField:
+    r"""Turn a scalar energy into the field :math:`f(x) = -\nabla_x E(x)` by autograd.
+
+    Args:
+        energy: callable ``energy(x, t, y)`` returning shape (B,).
+        create_graph: keep the graph of the gradient, so that a loss on the field can be back-propagated
+            to the energy's parameters (double backward; needed to *train* EqM-E). Off for sampling.
+
+    Works under ``torch.no_grad()``: gradients are switched on locally.
+    """
+
+    def __init__(self, energy: Energy, *, create_graph: bool = False):
+        self.energy = energy
+        self.create_graph = create_graph
+
+    def __call__(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        with torch.enable_grad():
+            if not self.create_graph:
+                x = x.detach()
+            if not x.requires_grad:
+                x = x.requires_grad_(True)
+            e = self.energy(x, t, y)
+            if e.shape != x.shape[:1]:
+                raise ValueError(f"energy must have shape (B,) = {tuple(x.shape[:1])}, got {tuple(e.shape)}")
+            (grad,) = torch.autograd.grad(e.sum(), x, create_graph=self.create_graph)
+        return -grad if self.create_graph else -grad.detach()
+
+
+class GuidedField:
+    r"""Classifier-free guidance: :math:`f = f(x, \varnothing) + w\,[f(x, y) - f(x, \varnothing)]`.
+
+    ``w = 1`` is the plain conditional field, ``w = 0`` the unconditional one. The conditional and the
+    unconditional evaluations share one batched call. The requested classes come in as ``y`` at call
+    time (shape (B,)), so samplers that evaluate a subset of the batch pass the matching labels.
+
+    Args:
+        field: a field trained with label dropout, where label ``null_label`` means "no class".
+        scale: the guidance weight ``w``.
+        null_label: the label standing for "unconditional".
+    """
+
+    def __init__(self, field: Field, *, scale: float, null_label: int):
+        self.field, self.scale, self.null_label = field, float(scale), int(null_label)
+
+    def __call__(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        if y is None:
+            raise ValueError("GuidedField needs the requested classes y")
+        if self.scale == 1.0:
+            return self.field(x, t, y)
+        null = torch.full_like(y, self.null_label)
+        tt = None if t is None else torch.cat([t, t])
+        cond, uncond = self.field(torch.cat([x, x]), tt, torch.cat([y, null])).chunk(2)
+        return uncond + self.scale * (cond - uncond)
+
+
+class SumField:
+    r"""Composition: :math:`f = \sum_i w_i f_i`, the field of the product of experts :math:`\prod_i p_i^{w_i}`."""
+
+    def __init__(self, fields: Sequence[Field], weights: Sequence[float] | None = None):
+        self.fields = list(fields)
+        self.weights = [1.0] * len(self.fields) if weights is None else [float(w) for w in weights]
+        if len(self.weights) != len(self.fields):
+            raise ValueError("one weight per field")
+
+    def __call__(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        return sum(w * f(x, t, y) for w, f in zip(self.weights, self.fields, strict=True))

@@ -1,0 +1,80 @@
+r"""Training objectives. Each returns per-sample losses; the training loop reduces them.
+
+:class:`FieldMatching` covers three methods with one body, varying only the weighting and whether the
+network sees :math:`\gamma`:
+
+- EqM: :math:`\| f_\theta(x_\gamma) - (x - \varepsilon)\, c(\gamma) \|^2`, network blind to :math:`\gamma`;
+- EqM-E: the same, with :math:`f_\theta = -\nabla E_\theta` (the model is an
+  :class:`~energen.networks.ExplicitEnergy`, trained by double backward);
+- flow matching: :math:`\| v_\theta(x_\gamma, \gamma) - (x - \varepsilon) \|^2` (``c = 1``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .interpolants import LinearPath, Weighting
+from .utils import expand_like, mean_flat
+
+
+@dataclass
+class LossOutput:
+    """per_sample: shape (B,), the loss of each sample; stats: scalar diagnostics for the log."""
+
+    per_sample: Tensor
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def dispersive_loss(z: Tensor) -> Tensor:
+    r"""InfoNCE-L2 dispersive loss (Wang & He, 2025) on features z of shape (B, ...):
+    :math:`\log \operatorname{mean}_{i,j} \exp(-\|z_i - z_j\|^2 / D)`, over all pairs including i = j.
+    A scalar: it is a property of the batch, not of one sample."""
+    z = z.reshape(z.shape[0], -1)
+    d = torch.cdist(z, z).pow(2) / z.shape[1]
+    return torch.logsumexp(-d.reshape(-1), dim=0) - torch.log(torch.tensor(float(d.numel()), device=z.device))
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
+    return getattr(model, "module", model)
+
+
+class FieldMatching:
+    r"""Regress the model's field at :math:`x_\gamma` onto :math:`(x - \varepsilon)\, c(\gamma)`.
+
+    Args:
+        weighting: :math:`c(\gamma)`.
+        time_conditioned: pass :math:`\gamma` to the model (flow matching) or not (EqM).
+        label_dropout: probability of replacing a label by the null label (classifier-free guidance).
+        num_classes: number of classes; the null label is ``num_classes``.
+        dispersive: weight of the dispersive loss on the model's ``features`` (0 disables it). The
+            batch-level term is added to every sample's loss, so the mean is the usual total.
+    """
+
+    def __init__(self, *, weighting: Weighting, time_conditioned: bool, label_dropout: float = 0.1,
+                 num_classes: int = 0, dispersive: float = 0.0):  # fmt: skip
+        self.path = LinearPath()
+        self.weighting, self.time_conditioned = weighting, time_conditioned
+        self.label_dropout, self.num_classes, self.dispersive = label_dropout, num_classes, dispersive
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None, generator: torch.Generator) -> LossOutput:
+        """x: shape (B, ...) normalised data; y: shape (B,) labels or None."""
+        n = x.shape[0]
+        eps = torch.randn(x.shape, generator=generator).to(x.device)
+        gamma = torch.rand(n, generator=generator).to(x.device)
+        if y is not None and self.num_classes > 0:
+            drop = torch.rand(n, generator=generator).to(x.device) < self.label_dropout
+            y = torch.where(drop, torch.full_like(y, self.num_classes), y)
+        ps = self.path.sample(x, eps, gamma)
+        target = ps.velocity * expand_like(self.weighting(gamma), x)
+        pred = model(ps.x_t, gamma if self.time_conditioned else None, y)
+        per_sample = mean_flat((pred.float() - target) ** 2)
+        stats = {"mse": per_sample.mean().item()}
+        if self.dispersive > 0:
+            disp = dispersive_loss(unwrap(model).features.float())
+            per_sample = per_sample + self.dispersive * disp
+            stats["dispersive"] = disp.item()
+        return LossOutput(per_sample=per_sample, stats=stats)

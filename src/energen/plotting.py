@@ -1,0 +1,91 @@
+"""Pictures of a trained run.
+
+- 2-D data: the learned landscape (EqM-E: contours of the energy; EqM: the RMS of the equilibrium field
+  with its streamlines; flow matching: the velocity at t = 0.9) and, beside it, samples over held-out data.
+- Images: a grid of samples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from .data import to_uint8_images  # noqa: E402
+from .sampling import Run  # noqa: E402
+
+
+def _save(fig, out: Path) -> None:
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(out)
+
+
+def image_grid(x: np.ndarray, info, cols: int = 10) -> np.ndarray:
+    """(N, C, H, W) data-coordinate images -> one uint8 (rows*H, cols*W, 3) grid with 1-pixel gaps."""
+    u8 = to_uint8_images(x, info)
+    n, h, w, _ = u8.shape
+    rows = (n + cols - 1) // cols
+    grid = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, 3), 255, dtype=np.uint8)
+    for i, im in enumerate(u8):
+        r, c = divmod(i, cols)
+        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = im
+    return grid
+
+
+def plot_run(run: Run, out: str | Path, *, n: int = 2000, seed: int = 0) -> None:
+    out = Path(out)
+    info = run.info
+    if info.kind == "image":
+        x, _ = run.sample(min(n, 100), seed=seed)
+        grid = image_grid(x.numpy(), info)
+        scale = max(1, 400 // grid.shape[1])
+        fig = plt.figure(figsize=(grid.shape[1] * scale / 100, grid.shape[0] * scale / 100), dpi=100)
+        fig.figimage(np.kron(grid, np.ones((scale, scale, 1), dtype=np.uint8)))
+        fig.savefig(out.with_name(f".{out.name}.tmp.png"), dpi=100)
+        plt.close(fig)
+        out.with_name(f".{out.name}.tmp.png").replace(out)
+        return
+    if info.shape != (2,):
+        raise ValueError("plot supports 2-D vector data and images")
+    x, _ = run.sample(n, seed=seed)
+    lo, hi = float(info.lo), float(info.hi)
+    pad = 0.1 * (hi - lo)
+    g = np.linspace(lo - pad, hi + pad, 120)
+    gx, gy = np.meshgrid(g, g)
+    pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
+    z = info.normalize(pts)
+    scale = torch.tensor(info.scale)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    ax = axes[0]
+    if run.has_energy:
+        e = run.energy(pts).reshape(gx.shape).numpy()
+        ax.contourf(gx, gy, e - e.min(), levels=40, cmap="viridis")
+        ax.set_title(f"{run.cfg.method}: energy E(x)")
+    else:
+        t = None if not run.method.time_conditioned else torch.full((len(z),), 0.9)
+        with torch.no_grad():
+            f = (run.field(z, t) * scale).numpy()  # displacement direction in data coordinates
+        mag = np.sqrt((f**2).sum(1)).reshape(gx.shape)
+        ax.imshow(np.log(mag + 1e-3), extent=(g[0], g[-1], g[0], g[-1]), origin="lower", cmap="viridis")
+        ax.streamplot(gx, gy, f[:, 0].reshape(gx.shape), f[:, 1].reshape(gx.shape), color="w", density=1.0,
+                      linewidth=0.5, arrowsize=0.6)  # fmt: skip
+        what = "velocity at t=0.9" if run.method.time_conditioned else "log |equilibrium field| and its flow"
+        ax.set_title(f"{run.cfg.method}: {what}")
+    ax.set_xlim(g[0], g[-1])
+    ax.set_ylim(g[0], g[-1])
+    ax.set_aspect("equal")
+    ax = axes[1]
+    ax.scatter(x[:, 0], x[:, 1], s=1.5, alpha=0.6, color="tab:red", label="samples")
+    ax.set_xlim(g[0], g[-1])
+    ax.set_ylim(g[0], g[-1])
+    ax.set_aspect("equal")
+    s = run.default_sampler
+    ax.set_title(f"{n} samples: {s.sampler}, {s.steps} steps, step size {s.step_size:.3g}")
+    _save(fig, out)

@@ -1,0 +1,191 @@
+r"""Samplers: gradient descent, Nesterov-accelerated gradient descent, and ODE integration.
+
+Every sampler takes any :class:`~energen.fields.Field` and moves points *along* it. For EqM the field is
+the negative gradient of an implicit energy, so following it is gradient descent on that energy; for flow
+matching it is a velocity, and gradient descent with ``step_size = 1/steps`` is exactly Euler integration.
+Progress ``t_k = min(1, k * step_size)`` is passed to the field at every step: time-free models ignore it.
+
+Adaptive compute (EqM paper): with ``tol`` set, a sample stops as soon as the RMS of the field at its
+current point falls below ``tol`` (the field vanishes on the data manifold), and stopped samples cost no
+more evaluations. ``SamplerOutput.steps`` reports the steps each sample used.
+
+Randomness: samplers are deterministic given the starting noise, so per-sample seeds
+(:func:`~energen.utils.randn_per_sample`) make a sample independent of the batch it was drawn in. The
+optional annealed noise of :class:`GradientDescent` draws from ``generator`` and is not batch-invariant.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .errors import ConfigError
+from .fields import Field
+from .registry import Registry
+from .utils import rms_flat
+
+
+@dataclass
+class SamplerOutput:
+    """The result of a sampler.
+
+    Attributes:
+        x: shape (B, ...), final points.
+        steps: shape (B,), steps (field evaluations for ODE solvers) each sample used.
+        field_norm: shape (B,), RMS of the field at each sample's last evaluation.
+        nfe: number of batched field evaluations.
+        snapshots: ``{k: x after k steps}`` for the steps listed in ``record``.
+    """
+
+    x: Tensor
+    steps: Tensor
+    field_norm: Tensor
+    nfe: int
+    snapshots: dict[int, Tensor] = field(default_factory=dict)
+
+
+def _as_labels(y: Tensor | None, n: int, device) -> Tensor | None:
+    return None if y is None else y.to(device).expand(n) if y.dim() == 0 else y.to(device)
+
+
+class GradientDescent:
+    r""":math:`x_{k+1} = x_k + \eta\, f(x_k, t_k) + \sqrt{2\eta}\, T_k\, z_k`.
+
+    Args:
+        steps: maximum number of steps K.
+        step_size: :math:`\eta`.
+        tol: stop a sample once the RMS of its field is below ``tol`` (``None``: always K steps).
+        noise: initial temperature :math:`T_0` of Langevin noise, annealed linearly to 0 over the K
+            steps (0 disables it).
+        record: step counts at which to keep a copy of x (for quality-versus-steps curves).
+    """
+
+    def __init__(self, *, steps: int, step_size: float, tol: float | None = None, noise: float = 0.0,
+                 record: Sequence[int] = ()):  # fmt: skip
+        if steps < 1 or not step_size > 0 or (tol is not None and not tol > 0) or noise < 0:
+            raise ConfigError("sampler needs steps >= 1, step_size > 0, tol > 0 (or none) and noise >= 0")
+        self.steps, self.step_size, self.tol, self.noise = int(steps), float(step_size), tol, float(noise)
+        self.record = set(int(k) for k in record)
+
+    def _init_state(self, x: Tensor) -> dict:
+        return {}
+
+    def _direction(self, field: Field, x: Tensor, t: Tensor, y: Tensor | None, state: dict, idx: Tensor) -> Tensor:
+        """The update direction for the points ``x = x_full[idx]``; subclasses keep per-sample state."""
+        return field(x, t, y)
+
+    @torch.no_grad()
+    def __call__(self, field: Field, x0: Tensor, y: Tensor | None = None, *,
+                 generator: torch.Generator | None = None) -> SamplerOutput:  # fmt: skip
+        x = x0.clone()
+        n = x.shape[0]
+        y = _as_labels(y, n, x.device)
+        steps = torch.zeros(n, dtype=torch.long, device=x.device)
+        norm = torch.full((n,), math.inf, device=x.device)
+        active = torch.arange(n, device=x.device)
+        state = self._init_state(x)
+        snapshots, nfe = {}, 0
+        for k in range(self.steps):
+            if 0 in self.record and k == 0:
+                snapshots[0] = x.clone()
+            t = torch.full((len(active),), min(1.0, k * self.step_size), device=x.device)
+            xa = x[active]
+            d = self._direction(field, xa, t, None if y is None else y[active], state, active)
+            nfe += 1
+            norm[active] = rms_flat(d).to(norm.dtype)
+            if self.tol is not None:
+                keep = norm[active] >= self.tol
+                active, xa, d = active[keep], xa[keep], d[keep]
+            xa = xa + self.step_size * d
+            if self.noise > 0:
+                temp = self.noise * (1 - k / self.steps)
+                z = torch.randn(xa.shape, generator=generator, device="cpu").to(xa.device, xa.dtype)
+                xa = xa + math.sqrt(2 * self.step_size) * temp * z
+            x[active] = xa
+            steps[active] += 1
+            if k + 1 in self.record:
+                snapshots[k + 1] = x.clone()
+            if len(active) == 0:
+                break
+        return SamplerOutput(x=x, steps=steps, field_norm=norm, nfe=nfe, snapshots=snapshots)
+
+
+class Nesterov(GradientDescent):
+    r"""Nesterov-accelerated gradient descent as in EqM's ``sample_gd.py``:
+
+    .. math::  \tilde x = x + \eta\mu\, m, \qquad m \leftarrow f(\tilde x), \qquad x \leftarrow x + \eta\, m
+
+    (``m`` is the field at the look-ahead point, starting at 0). ``momentum`` is :math:`\mu` (default 0.3).
+    Adaptive stopping looks at the field at the look-ahead point.
+    """
+
+    def __init__(self, *, momentum: float = 0.3, **kw):
+        super().__init__(**kw)
+        if not 0 <= momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
+        self.momentum = float(momentum)
+
+    def _init_state(self, x: Tensor) -> dict:
+        return {"m": torch.zeros_like(x)}
+
+    def _direction(self, field, x, t, y, state, idx):
+        m = state["m"]
+        d = field(x + self.step_size * self.momentum * m[idx], t, y)
+        m[idx] = d
+        return d
+
+
+ODE_METHODS = ("euler", "midpoint", "heun2", "rk4", "dopri5", "bosh3", "adaptive_heun")
+
+
+class ODESolver:
+    r"""Integrate :math:`dx/ds = f(x, \min(s, 1))` for :math:`s \in [0, T]` with torchdiffeq.
+
+    For flow matching ``T = 1`` integrates the velocity from noise to data. For EqM the field is a
+    gradient and ``T`` plays the role of the total step budget :math:`\eta K` of gradient descent.
+
+    Args:
+        method: a torchdiffeq method; fixed-grid (``euler``, ``midpoint``, ``heun2``, ``rk4``) use ``steps``
+            steps, adaptive ones (``dopri5``, ``bosh3``, ``adaptive_heun``) use ``rtol``/``atol``.
+        steps: number of grid steps for fixed-grid methods.
+        horizon: the integration length T.
+    """
+
+    def __init__(self, *, method: str = "heun2", steps: int = 50, horizon: float = 1.0, rtol: float = 1e-4,
+                 atol: float = 1e-4):  # fmt: skip
+        if method not in ODE_METHODS:
+            raise ConfigError(f"unknown ODE method {method!r}; choose one of: {', '.join(ODE_METHODS)}")
+        if steps < 1 or not horizon > 0:
+            raise ConfigError("ODE solver needs steps >= 1 and horizon > 0")
+        self.method, self.steps, self.horizon, self.rtol, self.atol = method, int(steps), float(horizon), rtol, atol
+
+    @torch.no_grad()
+    def __call__(self, field: Field, x0: Tensor, y: Tensor | None = None, *,
+                 generator: torch.Generator | None = None) -> SamplerOutput:  # fmt: skip
+        from torchdiffeq import odeint
+
+        n = x0.shape[0]
+        y = _as_labels(y, n, x0.device)
+        count = [0]
+
+        def rhs(s: Tensor, x: Tensor) -> Tensor:
+            count[0] += 1
+            return field(x, torch.full((n,), float(min(s.item(), 1.0)), device=x.device), y)
+
+        ts = torch.tensor([0.0, self.horizon], device=x0.device, dtype=x0.dtype)
+        opts = {"step_size": self.horizon / self.steps} if self.method in ("euler", "midpoint", "heun2", "rk4") else {}
+        xs = odeint(rhs, x0, ts, method=self.method, rtol=self.rtol, atol=self.atol, options=opts)
+        x = xs[-1]
+        norm = rms_flat(field(x, torch.ones(n, device=x.device), y))
+        steps = torch.full((n,), count[0], dtype=torch.long, device=x.device)
+        return SamplerOutput(x=x, steps=steps, field_norm=norm, nfe=count[0])
+
+
+SAMPLERS: Registry = Registry("sampler")
+SAMPLERS.add("gd", GradientDescent)
+SAMPLERS.add("nag", Nesterov)
+SAMPLERS.add("ode", ODESolver)

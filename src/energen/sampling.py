@@ -1,0 +1,130 @@
+"""Loading a trained run and drawing samples from it.
+
+:class:`Run` bundles what a run directory holds (config, data description, EMA model, default sampler
+settings) and gives the model's field, its energy when it has one, and samples in data coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .checkpoint import load_export, read_json
+from .config import TrainConfig
+from .data import DataInfo
+from .errors import CheckpointError, ConfigError
+from .fields import Field, GuidedField
+from .methods import METHODS, Method
+from .networks import ExplicitEnergy
+from .samplers import SAMPLERS, SamplerOutput
+from .utils import randn_per_sample
+
+
+@dataclass
+class SamplerSettings:
+    """A sampler choice and its hyper-parameters (what ``sampler.json`` stores as a run's default)."""
+
+    sampler: str = "gd"
+    steps: int = 100
+    step_size: float = 0.005
+    tol: float | None = None
+    momentum: float = 0.3
+    noise: float = 0.0
+    ode_method: str = "heun2"
+    extra: dict = field(default_factory=dict)
+
+    def build(self, record=()):
+        SAMPLERS.get(self.sampler)
+        if self.sampler == "ode":
+            return SAMPLERS.get("ode")(method=self.ode_method, steps=self.steps, horizon=self.steps * self.step_size)
+        kw = dict(steps=self.steps, step_size=self.step_size, tol=self.tol, noise=self.noise, record=record)
+        if self.sampler == "nag":
+            kw["momentum"] = self.momentum
+        return SAMPLERS.get(self.sampler)(**kw)
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class Run:
+    """A trained run loaded from its directory (EMA weights, eval mode, on ``device``)."""
+
+    def __init__(self, run_dir: str | Path, device: str | torch.device = "cpu"):
+        self.dir = Path(run_dir)
+        if not self.dir.is_dir():
+            raise CheckpointError(f"run directory {str(self.dir)!r} does not exist")
+        self.cfg = TrainConfig.from_dict(read_json(self.dir / "config.json"), where=str(self.dir / "config.json"))
+        self.info = DataInfo.from_json(read_json(self.dir / "data.json"))
+        self.method: Method = METHODS.get(self.cfg.method)
+        self.num_classes = self.info.num_classes if self.cfg.conditional else 0
+        self.device = torch.device(device)
+        self.model = self.method.build_model(self.cfg, self.info.shape, self.num_classes)
+        state = load_export(self.dir)
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as e:
+            raise CheckpointError(f"{self.dir / 'model.safetensors'}: weights do not match the run's config: "
+                                  f"{str(e).splitlines()[0]}") from None  # fmt: skip
+        self.model.to(self.device).eval().requires_grad_(False)
+        path = self.dir / "sampler.json"
+        self.default_sampler = SamplerSettings(**read_json(path)) if path.exists() else default_sampler(self.method)
+
+    @property
+    def field(self) -> Field:
+        """The model's field ``f(x, t, y)`` in normalised coordinates."""
+        return self.model
+
+    @property
+    def has_energy(self) -> bool:
+        return isinstance(self.model, ExplicitEnergy)
+
+    def energy(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """The scalar energy of points in data coordinates, shape (B, ...) -> (B,) (EqM-E only)."""
+        if not self.has_energy:
+            raise ConfigError(f"method {self.cfg.method!r} learns no explicit energy; train with --method eqm-e")
+        with torch.no_grad():
+            return self.model.energy(self.info.normalize(x.to(self.device)), None, y)
+
+    def guided_field(self, scale: float) -> Field:
+        if self.num_classes == 0:
+            raise ConfigError("this run is unconditional; train with --conditional to sample a class")
+        return GuidedField(self.field, scale=scale, null_label=self.num_classes)
+
+    def sample(self, n: int, *, seed: int = 0, settings: SamplerSettings | None = None, label: int | None = None,
+               cfg_scale: float = 1.0, batch_size: int = 1000, record=()) -> tuple[Tensor, SamplerOutput]:  # fmt: skip
+        """Draw ``n`` samples; sample ``i`` starts from noise seeded ``seed + i`` (batch-size invariant).
+
+        Returns samples in data coordinates, model layout, and the sampler output of the last batch
+        merged over batches (``steps`` and ``field_norm`` per sample; ``snapshots`` in data coordinates).
+        """
+        settings = settings or self.default_sampler
+        sampler = settings.build(record=record)
+        if label is not None and not 0 <= label < max(self.num_classes, 1):
+            raise ConfigError(f"--class {label} is out of range: the run has {self.num_classes} classes")
+        fld = self.field if label is None else self.guided_field(cfg_scale)
+        xs, steps, norms, snaps, nfe = [], [], [], {}, 0
+        for start in range(0, n, batch_size):
+            seeds = range(seed + start, seed + min(n, start + batch_size))
+            x0 = randn_per_sample(seeds, self.info.shape, device=self.device)
+            y = None if label is None else torch.full((len(x0),), label, dtype=torch.long, device=self.device)
+            g = torch.Generator().manual_seed(seed + start)
+            out = sampler(fld, x0, y, generator=g)
+            xs.append(self.info.denormalize(out.x).cpu())
+            steps.append(out.steps.cpu())
+            norms.append(out.field_norm.cpu())
+            nfe += out.nfe
+            for k, v in out.snapshots.items():
+                snaps.setdefault(k, []).append(self.info.denormalize(v).cpu())
+        merged = SamplerOutput(x=torch.cat(xs), steps=torch.cat(steps), field_norm=torch.cat(norms), nfe=nfe,
+                               snapshots={k: torch.cat(v) for k, v in snaps.items()})  # fmt: skip
+        return merged.x, merged
+
+
+def default_sampler(method: Method) -> SamplerSettings:
+    """Settings used before (or without) calibration."""
+    if method.horizon_is_time:
+        return SamplerSettings(sampler="gd", steps=100, step_size=0.01)
+    return SamplerSettings(sampler="gd", steps=100, step_size=0.005)

@@ -1,0 +1,65 @@
+"""Small helpers shared by every module: broadcasting, reductions, per-sample noise, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+
+def expand_like(v: Tensor, x: Tensor) -> Tensor:
+    """Reshape a per-sample vector ``v`` of shape (B,) so that it broadcasts against ``x`` of shape (B, ...)."""
+    return v.reshape(v.shape[0], *([1] * (x.dim() - 1)))
+
+
+def mean_flat(x: Tensor) -> Tensor:
+    """Mean over every dimension but the first: (B, ...) -> (B,)."""
+    return x.reshape(x.shape[0], -1).mean(dim=1)
+
+
+def rms_flat(x: Tensor) -> Tensor:
+    """Root-mean-square over every dimension but the first: (B, ...) -> (B,).
+
+    Used as the size of a field: unlike the plain L2 norm it does not grow with the dimension, so one
+    stopping tolerance means the same thing for 2-D points and for images.
+    """
+    return x.reshape(x.shape[0], -1).pow(2).mean(dim=1).sqrt()
+
+
+def randn_per_sample(seeds: Sequence[int], shape: Sequence[int], *, device=None, dtype=torch.float32) -> Tensor:
+    """Standard normal noise with one independent stream per sample (EDM's ``StackedRandomGenerator``).
+
+    Sample ``i`` depends only on ``seeds[i]``, so a given seed yields the same sample whatever the batch
+    size or the position in the batch. Returns shape (len(seeds), *shape).
+    """
+    out = [torch.randn(tuple(shape), generator=torch.Generator().manual_seed(int(s)), dtype=dtype) for s in seeds]
+    return torch.stack(out).to(device)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and an atomic rename.
+
+    A reader sees either the old file or the complete new one, never a partial write.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())

@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+from energen import TrainConfig, train
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(2)
+
+
+def tiny_config(**kw) -> TrainConfig:
+    base = dict(
+        method="eqm",
+        data="8gaussians",
+        model="mlp-small",
+        steps=20,
+        batch_size=64,
+        ckpt_every=10,
+        log_every=5,
+        calibrate=False,
+        warmup_samples=0,
+    )
+    return TrainConfig(**(base | kw))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A small EqM run on 8gaussians, trained once for the whole session."""
+    d = tmp_path_factory.mktemp("runs") / "eqm"
+    train(tiny_config(steps=300, calibrate=True), d, progress=False)
+    return d

@@ -1,0 +1,74 @@
+import math
+
+import pytest
+import torch
+
+from energen.errors import ConfigError
+from energen.fields import EnergyField
+from energen.samplers import SAMPLERS, GradientDescent, Nesterov, ODESolver
+
+MU = torch.tensor([2.0, -1.0])
+
+
+def field(x, t=None, y=None):
+    return EnergyField(lambda z, t=None, y=None: 0.5 * ((z - MU) ** 2).sum(1))(x, t, y)
+
+
+def test_gradient_descent_matches_closed_form():
+    x0 = torch.randn(8, 2)
+    eta, k = 0.1, 25
+    out = GradientDescent(steps=k, step_size=eta)(field, x0)
+    assert torch.allclose(out.x, MU + (1 - eta) ** k * (x0 - MU), atol=1e-5)
+    assert (out.steps == k).all() and out.nfe == k
+
+
+def test_nesterov_without_momentum_is_gradient_descent_and_converges():
+    x0 = torch.randn(8, 2)
+    gd = GradientDescent(steps=10, step_size=0.2)(field, x0).x
+    assert torch.allclose(Nesterov(steps=10, step_size=0.2, momentum=0.0)(field, x0).x, gd)
+    nag = Nesterov(steps=200, step_size=0.2, momentum=0.3)(field, x0).x
+    assert torch.allclose(nag, MU.expand(8, 2), atol=1e-4)
+
+
+def test_adaptive_stopping_per_sample():
+    # sample i starts at distance d_i; GD shrinks it by (1 - eta) per step, so it stops after
+    # ceil(log(tol / d_i) / log(1 - eta)) steps
+    d = torch.tensor([0.05, 1.0, 10.0])
+    x0 = MU + d[:, None] * torch.tensor([1.0, 0.0])
+    tol, eta = 0.1, 0.1
+    out = GradientDescent(steps=500, step_size=eta, tol=tol)(field, x0)
+    # the stopping test uses the RMS over 2 dims: |x - mu| / sqrt 2
+    expected = [max(0, math.ceil(math.log(tol * math.sqrt(2) / di) / math.log(1 - eta))) for di in d.tolist()]
+    assert out.steps.tolist() == expected
+    assert (out.field_norm < tol).all()
+    assert out.nfe == max(expected) + 1
+
+
+def test_ode_solver_matches_exponential_decay():
+    x0 = torch.randn(4, 2)
+    out = ODESolver(method="dopri5", horizon=2.0, rtol=1e-7, atol=1e-7)(field, x0)
+    assert torch.allclose(out.x, MU + math.exp(-2.0) * (x0 - MU), atol=1e-5)
+
+
+def test_gradient_descent_with_unit_horizon_is_euler_for_time_dependent_fields():
+    def velocity(x, t, y=None):
+        return -x * t[:, None]
+
+    x0 = torch.randn(5, 2)
+    gd = GradientDescent(steps=20, step_size=0.05)(velocity, x0).x
+    ode = ODESolver(method="euler", steps=20, horizon=1.0)(velocity, x0).x
+    assert torch.allclose(gd, ode, atol=1e-6)
+
+
+def test_every_sampler_builds_and_runs_any_field():
+    for name in SAMPLERS:
+        cls = SAMPLERS.get(name)
+        s = cls(steps=5, horizon=0.5) if name == "ode" else cls(steps=5, step_size=0.1)
+        assert s(field, torch.randn(3, 2)).x.shape == (3, 2)
+
+
+def test_bad_sampler_arguments():
+    with pytest.raises(ConfigError):
+        GradientDescent(steps=0, step_size=0.1)
+    with pytest.raises(ConfigError):
+        ODESolver(method="nope")
