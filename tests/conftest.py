@@ -28,5 +28,5 @@ def tiny_config(**kw) -> TrainConfig:
 def tiny_run(tmp_path_factory):
     """A small EqM run on 8gaussians, trained once for the whole session."""
     d = tmp_path_factory.mktemp("runs") / "eqm"
-    train(tiny_config(steps=300, calibrate=True), d, progress=False)
+    train(tiny_config(steps=300, calibrate=True, calibrate_samples=400), d, progress=False)
     return d

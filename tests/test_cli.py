@@ -44,7 +44,9 @@ def test_bad_values_and_inputs_give_one_line(tmp_path, capsys):
 
 def test_train_sample_eval_plot(tmp_path, capsys):
     run = tmp_path / "run"
-    (tmp_path / "c.json").write_text(json.dumps({"model": "mlp-small", "batch-size": 64, "steps": 40}))
+    (tmp_path / "c.json").write_text(
+        json.dumps({"model": "mlp-small", "batch-size": 64, "steps": 40, "calibrate-samples": 200})
+    )
     assert run_cli("train", "--method", "eqm-e", "--data", "moons", "--out", run, "--config", tmp_path / "c.json",
                    "--ckpt-every", 20, "--quiet") == 0  # fmt: skip
     cfg = json.loads((run / "config.json").read_text())
@@ -74,7 +76,7 @@ def test_train_sample_eval_plot(tmp_path, capsys):
 def test_conditional_digits_with_guidance(tmp_path, capsys):
     run = tmp_path / "run"
     assert run_cli("train", "--data", "digits", "--conditional", "--steps", 20, "--batch-size", 32,
-                   "--model", "mlp-small", "--out", run, "--quiet") == 0  # fmt: skip
+                   "--model", "mlp-small", "--out", run, "--quiet", "--no-calibrate") == 0  # fmt: skip
     assert run_cli("sample", run, "--n", 12, "--out", tmp_path / "s.npz", "--class", 3, "--cfg", 2.0) == 0
     assert np.load(tmp_path / "s.npz")["arr_0"].shape == (12, 8, 8, 3)
     assert run_cli("sample", run, "--n", 4, "--out", tmp_path / "png") == 0

@@ -72,3 +72,23 @@ def test_bad_sampler_arguments():
         GradientDescent(steps=0, step_size=0.1)
     with pytest.raises(ConfigError):
         ODESolver(method="nope")
+
+
+def test_per_sample_noise_ignores_the_batch():
+    from energen.utils import PerSampleNoise
+
+    a = PerSampleNoise([7, 8, 9], (2,))
+    b = PerSampleNoise([8], (2,))
+    first = a([0, 1, 2])
+    assert torch.equal(first[1], b([0])[0])
+    assert torch.equal(a([1])[0], b([0])[0])  # the second draw of stream 8, whoever else drew
+
+
+def test_annealed_noise_is_reproducible_and_vanishes_at_the_end():
+    from energen.utils import PerSampleNoise
+
+    x0 = torch.zeros(4, 2)
+    s = GradientDescent(steps=50, step_size=0.1, noise=1.0)
+    a = s(field, x0, noise=PerSampleNoise(range(4), (2,))).x
+    b = s(field, x0[:2], noise=PerSampleNoise(range(2), (2,))).x
+    assert torch.equal(a[:2], b) and not torch.allclose(a, GradientDescent(steps=50, step_size=0.1)(field, x0).x)

@@ -99,8 +99,11 @@ def test_every_method_and_model_builds():
 def test_calibration_and_sampling(tiny_run):
     run = Run(tiny_run)
     cal = run.default_sampler.extra["calibration"]
-    curve = cal["eta_k"]
-    assert cal["best_eta_k"] == float(min(curve, key=curve.get))
+    grid = cal["grid"]
+    assert cal["best"] == min(grid, key=grid.get) and len(grid) >= 11
+    h, temp = (float(v) for v in cal["best"].split("@"))
+    assert abs(run.default_sampler.steps * run.default_sampler.step_size - h) < 1e-9
+    assert run.default_sampler.noise == temp
     # samples are independent of the batch they were drawn in
     a, _ = run.sample(10, seed=3, batch_size=10)
     b, _ = run.sample(10, seed=3, batch_size=3)

@@ -4,8 +4,9 @@ For EqM the step budget *is* the sample quality on thick data: gradient descent 
 first carries noise to the data (quality improves) and then keeps descending into the landscape's minima
 (samples collapse onto them). What matters is the total "time" :math:`\\eta K` (the product of step size and
 step count), not :math:`\\eta` or :math:`K` alone, as long as :math:`\\eta` is small. After training we
-therefore run gradient descent once from held-out noise, score the samples against held-out data at a grid
-of :math:`\\eta K`, and store the best as the run's default (``sampler.json``), with the whole curve.
+therefore score samples against held-out data over a grid of :math:`\\eta K` and of the initial temperature
+:math:`T_0` of annealed Langevin noise (which counteracts the collapse), and store the best pair as the
+run's default (``sampler.json``), with the whole grid. Keys of the grid read ``"etaK@T0"``.
 
 The score is the sliced Wasserstein-1 distance in normalised coordinates, which applies to any data.
 Flow matching needs no calibration: its horizon is t = 1.
@@ -20,13 +21,21 @@ from .metrics import sliced_w1
 from .sampling import Run, SamplerSettings
 from .utils import atomic_write_json
 
-HORIZONS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 1.0, 1.25, 1.5, 2.0)
-CALIBRATION_STEP_SIZE = 0.005  # small enough that the result depends on eta*K only (see docs/results.md)
+HORIZONS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.8, 1.0)
+TEMPERATURES = (0.5, 1.0, 1.5, 2.0, 3.0)  # initial Langevin temperature, annealed linearly to 0
+REFINE = (0.6, 0.8, 1.2)  # budgets tried around the noise-free best once a temperature is chosen
 DEFAULT_STEPS = 100
+CURVE_STEP_SIZE = 0.005  # quality depends on eta*K alone for eta <= 0.02 (docs/results.md), so read it cheaply
 
 
 def calibrate(run_dir: str | Path, dataset: Dataset, *, n: int = 2000, seed: int = 10_000_000) -> SamplerSettings:
-    """Measure quality against eta*K on held-out data and write the best budget to ``sampler.json``."""
+    """Choose (eta*K, T0) on held-out data by coordinate search; write it to ``sampler.json``.
+
+    1. the noise-free curve over ``HORIZONS``, read off one trajectory;
+    2. each temperature at the best noise-free budget;
+    3. the budget around it (``REFINE``) at the best temperature.
+    Every tried pair and its score is stored in ``sampler.json`` under ``extra.calibration.grid``.
+    """
     run = Run(run_dir)
     if run.method.horizon_is_time:
         settings = SamplerSettings(sampler="gd", steps=DEFAULT_STEPS, step_size=1.0 / DEFAULT_STEPS)
@@ -34,15 +43,29 @@ def calibrate(run_dir: str | Path, dataset: Dataset, *, n: int = 2000, seed: int
         return settings
     ref, _ = dataset.reference(max(n, 5000))
     ref_n = run.info.normalize(ref)
-    record = [round(h / CALIBRATION_STEP_SIZE) for h in HORIZONS]
-    probe = SamplerSettings(sampler="gd", steps=max(record), step_size=CALIBRATION_STEP_SIZE)
-    _, out = run.sample(n, seed=seed, settings=probe, record=record)
-    curve = {}
-    for k, x in sorted(out.snapshots.items()):
-        curve[round(k * CALIBRATION_STEP_SIZE, 4)] = sliced_w1(run.info.normalize(x), ref_n)
-    best = min(curve, key=curve.get)
-    settings = SamplerSettings(sampler="gd", steps=DEFAULT_STEPS, step_size=best / DEFAULT_STEPS,
-                               extra={"calibration": {"metric": "sliced_w1_normalised", "eta_k": curve,
-                                                      "best_eta_k": best}})  # fmt: skip
+    grid: dict[str, float] = {}
+
+    def score(h: float, temp: float) -> float:
+        key = f"{h:.4g}@{temp:g}"
+        if key not in grid:
+            s = SamplerSettings(steps=DEFAULT_STEPS, step_size=h / DEFAULT_STEPS, noise=temp)
+            grid[key] = sliced_w1(run.info.normalize(run.sample(n, seed=seed, settings=s)[0]), ref_n)
+        return grid[key]
+
+    eta0 = CURVE_STEP_SIZE
+    record = [round(h / eta0) for h in HORIZONS]
+    _, out = run.sample(n, seed=seed, settings=SamplerSettings(steps=max(record), step_size=eta0), record=record)
+    for h, k in zip(HORIZONS, record, strict=True):
+        grid[f"{h:.4g}@0"] = sliced_w1(run.info.normalize(out.snapshots[k]), ref_n)
+    h0 = min(HORIZONS, key=lambda h: grid[f"{h:.4g}@0"])
+    temp = min((0.0, *TEMPERATURES), key=lambda t: grid[f"{h0:.4g}@0"] if t == 0 else score(h0, t))
+    if temp > 0:
+        for r in REFINE:
+            score(h0 * r, temp)
+    best = min(grid, key=grid.get)
+    h, temp = (float(v) for v in best.split("@"))
+    settings = SamplerSettings(sampler="gd", steps=DEFAULT_STEPS, step_size=h / DEFAULT_STEPS, noise=temp,
+                               extra={"calibration": {"metric": "sliced_w1_normalised", "n": n,
+                                                      "grid": grid, "best": best}})  # fmt: skip
     atomic_write_json(run.dir / "sampler.json", settings.to_json())
     return settings

@@ -31,6 +31,7 @@ TRAIN_HELP = {
     "ckpt_every": "write export + resume state every K steps",
     "conditional": "class-conditional training with label dropout (for --class/--cfg)",
     "c_schedule": "EqM target weighting c(gamma)",
+    "c_a": "truncation point a of the truncated c(gamma) (default: 0.95 for data of dimension <= 16, else 0.8)",
     "ema_halflife_samples": "EMA half-life in samples",
     "calibrate": "choose the default sampler budget on held-out data after training",
 }
@@ -73,7 +74,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         if f.type == "bool":
             kw["action"] = argparse.BooleanOptionalAction
         else:
-            kw["type"] = {"int": int, "float": float, "str": str}[f.type]
+            kw["type"] = {"int": int, "float": float, "str": str}[f.type.removesuffix(" | None")]
             kw["metavar"] = f.name.upper()
         if f.name in TRAIN_CHOICES:
             kw["choices"] = TRAIN_CHOICES[f.name]()

@@ -23,7 +23,7 @@ class TrainConfig:
     conditional: bool = False
     # EqM target weighting c(gamma) and options
     c_schedule: str = "truncated"
-    c_a: float = 0.8
+    c_a: float | None = None  # truncation point a; None: chosen from the data (see resolve_config)
     c_scale: float = 4.0
     energy: str = "dot"  # EqM-E parameterisation: "dot" | "l2"
     dispersive: float = 0.0
@@ -46,6 +46,7 @@ class TrainConfig:
     tensorboard: bool = False
     wandb: bool = False
     calibrate: bool = True  # choose the default sampler budget from held-out data after training
+    calibrate_samples: int = 2000
 
     def validate(self) -> TrainConfig:
         from .interpolants import WEIGHTINGS
@@ -67,7 +68,8 @@ class TrainConfig:
             (0 < self.ema_rampup <= 1 or self.ema_rampup == 0, "ema-rampup must be in [0, 1]"),
             (self.ckpt_every >= 1, "ckpt-every must be >= 1"),
             (self.log_every >= 1, "log-every must be >= 1"),
-            (0 <= self.c_a < 1, "c-a must be in [0, 1)"),
+            (self.calibrate_samples >= 100, "calibrate-samples must be >= 100"),
+            (self.c_a is None or 0 <= self.c_a < 1, "c-a must be in [0, 1)"),
             (self.c_scale > 0, "c-scale must be > 0"),
             (self.energy in ("dot", "l2"), f"energy must be 'dot' or 'l2', got {self.energy!r}"),
             (self.dispersive >= 0, "dispersive must be >= 0"),
@@ -91,10 +93,14 @@ class TrainConfig:
         out = {}
         for k, v in d.items():
             typ = known[k].type
-            want = {"int": int, "float": (int, float), "bool": bool, "str": str}[typ]
-            if isinstance(v, bool) and typ != "bool" or not isinstance(v, want):
-                raise ConfigError(f"{where}: {k} must be of type {typ}, got {v!r}")
-            out[k] = float(v) if typ == "float" else v
+            if v is None and typ.endswith("| None"):
+                out[k] = None
+                continue
+            base = typ.removesuffix(" | None")
+            want = {"int": int, "float": (int, float), "bool": bool, "str": str}[base]
+            if isinstance(v, bool) and base != "bool" or not isinstance(v, want):
+                raise ConfigError(f"{where}: {k} must be of type {base}, got {v!r}")
+            out[k] = float(v) if base == "float" else v
         return cls(**out)
 
 

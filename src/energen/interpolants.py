@@ -15,6 +15,7 @@ so data points are the equilibria that gradient descent on the implicit energy c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from torch import Tensor
@@ -89,3 +90,14 @@ class Constant(Weighting):
 
     def __call__(self, t: Tensor) -> Tensor:
         return t.new_full(t.shape, self.scale)
+
+
+def default_truncation(data_shape: tuple[int, ...]) -> float:
+    """The truncation point ``a`` used when the user gives none, chosen from the data's dimension.
+
+    A time-free network sees only :math:`x_\\gamma`; in low dimension the posterior over :math:`\\gamma`
+    given :math:`x_\\gamma` is broad, so the learned field near the data mixes targets from a wide band of
+    :math:`\\gamma`. A short decay band (a = 0.95) narrows that mixing; on 2-D toys it lowers sliced W1 by
+    about a third (docs/results.md). High-dimensional data keeps the reference's a = 0.8.
+    """
+    return 0.95 if math.prod(data_shape) <= 16 else 0.8

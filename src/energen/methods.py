@@ -34,7 +34,8 @@ class Method:
         if self.horizon_is_time:
             weighting = Constant(1.0)
         else:
-            kw = {"scale": cfg.c_scale} | ({"a": cfg.c_a} if cfg.c_schedule == "truncated" else {})
+            a = 0.8 if cfg.c_a is None else cfg.c_a
+            kw = {"scale": cfg.c_scale} | ({"a": a} if cfg.c_schedule == "truncated" else {})
             weighting = WEIGHTINGS.get(cfg.c_schedule)(**kw)
         return FieldMatching(
             weighting=weighting, time_conditioned=self.time_conditioned, label_dropout=cfg.label_dropout,

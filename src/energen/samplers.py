@@ -9,15 +9,16 @@ Adaptive compute (EqM paper): with ``tol`` set, a sample stops as soon as the RM
 current point falls below ``tol`` (the field vanishes on the data manifold), and stopped samples cost no
 more evaluations. ``SamplerOutput.steps`` reports the steps each sample used.
 
-Randomness: samplers are deterministic given the starting noise, so per-sample seeds
-(:func:`~energen.utils.randn_per_sample`) make a sample independent of the batch it was drawn in. The
-optional annealed noise of :class:`GradientDescent` draws from ``generator`` and is not batch-invariant.
+Randomness is injected: the optional annealed noise of :class:`GradientDescent` is drawn by a callable
+``noise(idx) -> Tensor`` of shape (len(idx), ...) for the samples ``idx`` still moving. With
+:class:`~energen.utils.PerSampleNoise` (as :meth:`energen.sampling.Run.sample` uses) a sample depends only
+on its own seed, never on the batch it was drawn in.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +28,9 @@ from .errors import ConfigError
 from .fields import Field
 from .registry import Registry
 from .utils import rms_flat
+
+NoiseSource = Callable[[Tensor], Tensor]
+"""``noise(idx) -> Tensor`` of shape (len(idx), ...): fresh standard normal noise for samples ``idx``."""
 
 
 @dataclass
@@ -80,7 +84,9 @@ class GradientDescent:
 
     @torch.no_grad()
     def __call__(self, field: Field, x0: Tensor, y: Tensor | None = None, *,
-                 generator: torch.Generator | None = None) -> SamplerOutput:  # fmt: skip
+                 noise: NoiseSource | None = None) -> SamplerOutput:  # fmt: skip
+        """Run from x0 (shape (B, ...)) with labels y (shape (B,) or None); ``noise`` as in the module doc
+        (default: the global torch RNG)."""
         x = x0.clone()
         n = x.shape[0]
         y = _as_labels(y, n, x.device)
@@ -101,10 +107,10 @@ class GradientDescent:
                 keep = norm[active] >= self.tol
                 active, xa, d = active[keep], xa[keep], d[keep]
             xa = xa + self.step_size * d
-            if self.noise > 0:
+            if self.noise > 0 and len(active):
                 temp = self.noise * (1 - k / self.steps)
-                z = torch.randn(xa.shape, generator=generator, device="cpu").to(xa.device, xa.dtype)
-                xa = xa + math.sqrt(2 * self.step_size) * temp * z
+                z = noise(active) if noise is not None else torch.randn_like(xa)
+                xa = xa + math.sqrt(2 * self.step_size) * temp * z.to(xa)
             x[active] = xa
             steps[active] += 1
             if k + 1 in self.record:
@@ -165,7 +171,8 @@ class ODESolver:
 
     @torch.no_grad()
     def __call__(self, field: Field, x0: Tensor, y: Tensor | None = None, *,
-                 generator: torch.Generator | None = None) -> SamplerOutput:  # fmt: skip
+                 noise: NoiseSource | None = None) -> SamplerOutput:  # fmt: skip
+        """Integrate from x0; deterministic, so ``noise`` is unused."""
         from torchdiffeq import odeint
 
         n = x0.shape[0]

@@ -20,7 +20,7 @@ from .fields import Field, GuidedField
 from .methods import METHODS, Method
 from .networks import ExplicitEnergy
 from .samplers import SAMPLERS, SamplerOutput
-from .utils import randn_per_sample
+from .utils import PerSampleNoise
 
 
 @dataclass
@@ -95,7 +95,7 @@ class Run:
 
     def sample(self, n: int, *, seed: int = 0, settings: SamplerSettings | None = None, label: int | None = None,
                cfg_scale: float = 1.0, batch_size: int = 1000, record=()) -> tuple[Tensor, SamplerOutput]:  # fmt: skip
-        """Draw ``n`` samples; sample ``i`` starts from noise seeded ``seed + i`` (batch-size invariant).
+        """Draw ``n`` samples; sample ``i`` uses the noise stream seeded ``seed + i`` (batch-size invariant).
 
         Returns samples in data coordinates, model layout, and the sampler output of the last batch
         merged over batches (``steps`` and ``field_norm`` per sample; ``snapshots`` in data coordinates).
@@ -108,10 +108,10 @@ class Run:
         xs, steps, norms, snaps, nfe = [], [], [], {}, 0
         for start in range(0, n, batch_size):
             seeds = range(seed + start, seed + min(n, start + batch_size))
-            x0 = randn_per_sample(seeds, self.info.shape, device=self.device)
+            noise = PerSampleNoise(seeds, self.info.shape, device=self.device)
+            x0 = noise(range(len(seeds)))  # the start; later draws of the same streams feed the sampler
             y = None if label is None else torch.full((len(x0),), label, dtype=torch.long, device=self.device)
-            g = torch.Generator().manual_seed(seed + start)
-            out = sampler(fld, x0, y, generator=g)
+            out = sampler(fld, x0, y, noise=noise)
             xs.append(self.info.denormalize(out.x).cpu())
             steps.append(out.steps.cpu())
             norms.append(out.field_norm.cpu())

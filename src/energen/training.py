@@ -24,13 +24,16 @@ from .config import TrainConfig
 from .data import DataInfo, Dataset, load_dataset
 from .ema import EMA
 from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .interpolants import default_truncation
 from .methods import METHODS
 from .networks import default_model
 from .utils import atomic_write_json
 
 LOG_FIELDS = ["step", "samples", "loss", "grad_norm", "lr", "ema_beta", "seconds"]
 # Fields that may change when a run is resumed: they do not alter what is computed.
-RESUMABLE_FIELDS = {"steps", "ckpt_every", "log_every", "tensorboard", "wandb", "device", "calibrate"}
+RESUMABLE_FIELDS = {
+    "steps", "ckpt_every", "log_every", "tensorboard", "wandb", "device", "calibrate", "calibrate_samples",
+}  # fmt: skip
 
 
 @dataclass
@@ -52,6 +55,8 @@ def resolve_config(cfg: TrainConfig, info: DataInfo) -> TrainConfig:
     """Fill the ``auto`` fields from the data and check the combination."""
     if cfg.model == "auto":
         cfg = replace(cfg, model=default_model(info.shape))
+    if cfg.c_a is None:
+        cfg = replace(cfg, c_a=default_truncation(info.shape))
     if cfg.conditional and info.num_classes == 0:
         raise ConfigError(f"--conditional needs labelled data; {info.name!r} has no labels")
     return cfg.validate()
@@ -247,7 +252,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
     if cfg.calibrate and dist.is_main():
         from .calibration import calibrate
 
-        calibrate(run_dir, dataset)
+        calibrate(run_dir, dataset, n=cfg.calibrate_samples)
     dist.barrier()
     return TrainResult(run_dir=run_dir, step=step, final_loss=loss_val)
 

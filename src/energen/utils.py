@@ -31,14 +31,28 @@ def rms_flat(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1).pow(2).mean(dim=1).sqrt()
 
 
-def randn_per_sample(seeds: Sequence[int], shape: Sequence[int], *, device=None, dtype=torch.float32) -> Tensor:
+class PerSampleNoise:
     """Standard normal noise with one independent stream per sample (EDM's ``StackedRandomGenerator``).
 
-    Sample ``i`` depends only on ``seeds[i]``, so a given seed yields the same sample whatever the batch
-    size or the position in the batch. Returns shape (len(seeds), *shape).
+    ``noise(idx)`` draws the next tensor of shape (len(idx), *shape) from the streams of samples ``idx``
+    only. Sample ``i``'s draws depend only on ``seeds[i]`` and on how often it drew before, so a seed
+    yields the same sample whatever the batch size, its position in the batch, or which other samples
+    stopped early.
     """
-    out = [torch.randn(tuple(shape), generator=torch.Generator().manual_seed(int(s)), dtype=dtype) for s in seeds]
-    return torch.stack(out).to(device)
+
+    def __init__(self, seeds: Sequence[int], shape: Sequence[int], *, device=None, dtype=torch.float32):
+        self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.shape, self.device, self.dtype = tuple(shape), device, dtype
+
+    def __call__(self, idx: Tensor | Sequence[int]) -> Tensor:
+        idx = idx.tolist() if isinstance(idx, Tensor) else list(idx)
+        out = [torch.randn(self.shape, generator=self.gens[i], dtype=self.dtype) for i in idx]
+        return torch.stack(out).to(self.device) if out else torch.empty(0, *self.shape, device=self.device)
+
+
+def randn_per_sample(seeds: Sequence[int], shape: Sequence[int], *, device=None, dtype=torch.float32) -> Tensor:
+    """One draw of :class:`PerSampleNoise`: shape (len(seeds), *shape)."""
+    return PerSampleNoise(seeds, shape, device=device, dtype=dtype)(range(len(seeds)))
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
