@@ -36,3 +36,16 @@ def test_digits_classifier_is_accurate_and_deterministic():
 
     f = clf.features(digits_dataset().ref_x[:5])
     assert f.shape == (5, 128) and (f >= 0).all()
+
+
+def test_exact_w1_separates_a_board_from_its_bounding_box():
+    from energen.data import TOYS
+
+    g = torch.Generator().manual_seed(0)
+    board = TOYS.get("checkerboard")(1500, g)
+    other = TOYS.get("checkerboard")(1500, g)
+    square = torch.rand(1500, 2, generator=g) * 8 - 4  # the board's bounding box, uniformly
+    from energen.metrics import w1_exact
+
+    assert w1_exact(board, other) < 0.5 * w1_exact(square, other)
+    assert w1_exact(other, other) == 0

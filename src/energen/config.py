@@ -46,7 +46,7 @@ class TrainConfig:
     tensorboard: bool = False
     wandb: bool = False
     calibrate: bool = True  # choose the default sampler budget from held-out data after training
-    calibrate_samples: int = 2000
+    calibrate_samples: int = 1000
 
     def validate(self) -> TrainConfig:
         from .interpolants import WEIGHTINGS

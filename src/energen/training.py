@@ -164,6 +164,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
         cfg = replace(saved, **{k: v for k, v in overrides.items() if k in RESUMABLE_FIELDS})
     device = resolve_device(cfg.device)
     dist.init(device)
+    dist.barrier()  # every rank has checked the run directory before rank 0 writes into it
     rank, world = dist.rank(), dist.world_size()
     if cfg.batch_size % world:
         raise ConfigError(f"batch-size {cfg.batch_size} is not divisible by the {world} processes")
