@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -13,10 +14,17 @@ from energen.metrics import sliced_w1
 
 
 def trained(root: Path, name: str, **cfg) -> tuple[Run, float]:
-    """Train ``TrainConfig(**cfg)`` into ``root/name`` unless it is already there; returns (run, seconds)."""
+    """Train ``TrainConfig(**cfg)`` into ``root/name`` unless a finished run is there; returns (run, seconds).
+
+    A directory left by an interrupted run is an error, not a result: delete it to retrain.
+    """
     run_dir = root / name
     seconds = float("nan")
-    if not (run_dir / "model.safetensors").exists():
+    if run_dir.exists():
+        done = json.loads((run_dir / "resume.json").read_text())["step"] if (run_dir / "resume.json").exists() else -1
+        if done != TrainConfig(**cfg).steps or not (run_dir / "sampler.json").exists():
+            raise SystemExit(f"{run_dir} holds an unfinished run (step {done}); delete it or resume it")
+    else:
         t0 = time.time()
         train(TrainConfig(**cfg), run_dir, progress=False)
         seconds = time.time() - t0
