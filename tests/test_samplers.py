@@ -42,6 +42,8 @@ def test_adaptive_stopping_per_sample():
     assert out.steps.tolist() == expected
     assert (out.field_norm < tol).all()
     assert out.nfe == max(expected) + 1
+    late = GradientDescent(steps=500, step_size=eta, tol=tol, record=[400])(field, x0)
+    assert torch.equal(late.snapshots[400], out.x)  # everyone stopped before step 400
 
 
 def test_ode_solver_matches_exponential_decay():

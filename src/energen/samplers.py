@@ -117,6 +117,9 @@ class GradientDescent:
                 snapshots[k + 1] = x.clone()
             if len(active) == 0:
                 break
+        for k in self.record:  # samples that all stopped early stay where they stopped
+            if k <= self.steps and k not in snapshots:
+                snapshots[k] = x.clone()
         return SamplerOutput(x=x, steps=steps, field_norm=norm, nfe=nfe, snapshots=snapshots)
 
 

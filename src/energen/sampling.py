@@ -97,8 +97,9 @@ class Run:
                cfg_scale: float = 1.0, batch_size: int = 1000, record=()) -> tuple[Tensor, SamplerOutput]:  # fmt: skip
         """Draw ``n`` samples; sample ``i`` uses the noise stream seeded ``seed + i`` (batch-size invariant).
 
-        Returns samples in data coordinates, model layout, and the sampler output of the last batch
-        merged over batches (``steps`` and ``field_norm`` per sample; ``snapshots`` in data coordinates).
+        Returns samples in data coordinates, model layout, and the sampler outputs of all batches merged:
+        ``steps`` and ``field_norm`` per sample, ``snapshots`` in data coordinates, and ``nfe`` summed
+        over the batches of ``batch_size``.
         """
         settings = settings or self.default_sampler
         sampler = settings.build(record=record)
