@@ -29,7 +29,7 @@ TEMPERATURES = (0.5, 1.0, 1.5, 2.0, 3.0)  # initial Langevin temperature, anneal
 REFINE = (0.6, 0.8, 1.2)  # budgets tried around the noise-free best once a temperature is chosen
 DEFAULT_STEPS = 100
 W1_POINTS = 500  # the optimal assignment costs O(n^3): ~0.5 s at 500 points, ~15 s at 1,500
-CURVE_STEP_SIZE = 0.005  # quality depends on eta*K alone for eta <= 0.02 (docs/results.md), so read it cheaply
+CURVE_STEP_SIZE = 0.005  # quality depends on eta*K alone for eta <= 0.02 (README, Results), so read it cheaply
 
 
 def calibrate(run_dir: str | Path, dataset: Dataset, *, n: int = 1000, seed: int = 10_000_000) -> SamplerSettings:
