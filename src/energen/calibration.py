@@ -57,9 +57,9 @@ def calibrate(run_dir: str | Path, dataset: Dataset, *, n: int = 1000, seed: int
             grid[key] = w1_exact(x, ref_n, max_points=W1_POINTS)
         return grid[key]
 
-    eta0 = CURVE_STEP_SIZE
-    record = [round(h / eta0) for h in HORIZONS]
-    _, out = run.sample(n, seed=seed, settings=SamplerSettings(steps=max(record), step_size=eta0), record=record)
+    record = [round(h / CURVE_STEP_SIZE) for h in HORIZONS]
+    curve = SamplerSettings(steps=max(record), step_size=CURVE_STEP_SIZE)
+    _, out = run.sample(n, seed=seed, settings=curve, record=record)
     for h, k in zip(HORIZONS, record, strict=True):
         grid[f"{h:.4g}@0"] = w1_exact(run.info.normalize(out.snapshots[k]), ref_n, max_points=W1_POINTS)
     h0 = min(HORIZONS, key=lambda h: grid[f"{h:.4g}@0"])

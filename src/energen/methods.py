@@ -34,8 +34,9 @@ class Method:
         if self.horizon_is_time:
             weighting = Constant(1.0)
         else:
-            a = 0.8 if cfg.c_a is None else cfg.c_a
-            kw = {"scale": cfg.c_scale} | ({"a": a} if cfg.c_schedule == "truncated" else {})
+            if cfg.c_a is None:
+                raise ValueError("c_a is unresolved: pass the config through energen.training.resolve_config")
+            kw = {"scale": cfg.c_scale} | ({"a": cfg.c_a} if cfg.c_schedule == "truncated" else {})
             weighting = WEIGHTINGS.get(cfg.c_schedule)(**kw)
         return FieldMatching(
             weighting=weighting, time_conditioned=self.time_conditioned, label_dropout=cfg.label_dropout,

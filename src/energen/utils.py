@@ -53,18 +53,13 @@ class PerSampleNoise:
         self.pos = torch.full((len(self.gens),), self.chunk, dtype=torch.long)
 
     def __call__(self, idx: Tensor | Sequence[int]) -> Tensor:
-        idx = torch.as_tensor(idx.tolist() if isinstance(idx, Tensor) else list(idx), dtype=torch.long)
+        idx = idx.long().cpu() if isinstance(idx, Tensor) else torch.as_tensor(list(idx), dtype=torch.long)
         for i in idx[self.pos[idx] >= self.chunk].tolist():
             self.buf[i] = torch.randn(self.chunk, *self.shape, generator=self.gens[i], dtype=self.dtype)
             self.pos[i] = 0
         out = self.buf[idx, self.pos[idx]]
         self.pos[idx] += 1
         return out.to(self.device)
-
-
-def randn_per_sample(seeds: Sequence[int], shape: Sequence[int], *, device=None, dtype=torch.float32) -> Tensor:
-    """One draw of :class:`PerSampleNoise`: shape (len(seeds), *shape)."""
-    return PerSampleNoise(seeds, shape, device=device, dtype=dtype)(range(len(seeds)))
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
