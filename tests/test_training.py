@@ -15,11 +15,12 @@ def _tensors(d):
     return load_file(str(d / f"resume-{step:09d}.safetensors"))
 
 
-@pytest.mark.parametrize("method", ["eqm", "eqm-e", "fm"])
+@pytest.mark.parametrize("method", ["eqm", "eqm-e", "fm", "drl", "cdrl"])
 def test_resume_is_bit_identical(tmp_path, method):
-    train(tiny_config(method=method, steps=30), tmp_path / "full", progress=False)
-    train(tiny_config(method=method, steps=15), tmp_path / "half", progress=False)
-    train(tiny_config(method=method), tmp_path / "half", resume=True, overrides={"steps": 30}, progress=False)
+    kw = {"langevin_steps": 3} if method in ("drl", "cdrl") else {}
+    train(tiny_config(method=method, steps=30, **kw), tmp_path / "full", progress=False)
+    train(tiny_config(method=method, steps=15, **kw), tmp_path / "half", progress=False)
+    train(tiny_config(method=method, **kw), tmp_path / "half", resume=True, overrides={"steps": 30}, progress=False)
     a, b = _tensors(tmp_path / "full"), _tensors(tmp_path / "half")
     assert a.keys() == b.keys()
     for k in a:
@@ -89,7 +90,7 @@ def test_every_method_and_model_builds():
     for m in METHODS:
         for name in MODELS:
             for shape in ((2,), (1, 8, 8)):
-                cfg = tiny_config(method=m, model=name)
+                cfg = METHODS.get(m).resolve(tiny_config(method=m, model=name, init_model=name), shape)
                 net = METHODS.get(m).build_model(cfg, shape, num_classes=3)
                 x = torch.randn(4, *shape)
                 t = torch.rand(4) if METHODS.get(m).time_conditioned else None

@@ -12,7 +12,7 @@ The score is the exact Wasserstein-1 distance (optimal assignment of 500 points)
 coordinates, which applies to any data. Not sliced W1, which compares 1-D projections only: on the
 checkerboard it preferred strong annealed noise that smears samples across the empty squares (0.042 vs
 0.056 without noise), while exact W1 scored both alike (0.133 vs 0.131) and the plots show the smear.
-Flow matching needs no calibration: its horizon is t = 1.
+Flow matching needs no calibration: its horizon is t = 1; nor do DRL/CDRL: they sample through their levels.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 
 from .data import Dataset
 from .metrics import w1_exact
-from .sampling import Run, SamplerSettings
+from .sampling import Run, SamplerSettings, default_sampler
 from .utils import atomic_write_json
 
-HORIZONS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.8, 1.0)
+HORIZONS = (0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.8, 1.0)
 TEMPERATURES = (0.5, 1.0, 1.5, 2.0, 3.0)  # initial Langevin temperature, annealed linearly to 0
 REFINE = (0.6, 0.8, 1.2)  # budgets tried around the noise-free best once a temperature is chosen
 DEFAULT_STEPS = 100
@@ -41,8 +41,8 @@ def calibrate(run_dir: str | Path, dataset: Dataset, *, n: int = 1000, seed: int
     Every tried pair and its score is stored in ``sampler.json`` under ``extra.calibration.grid``.
     """
     run = Run(run_dir)
-    if run.method.horizon_is_time:
-        settings = SamplerSettings(sampler="gd", steps=DEFAULT_STEPS, step_size=1.0 / DEFAULT_STEPS)
+    if run.method.horizon_is_time or run.is_recovery:  # their budget is fixed by the method
+        settings = default_sampler(run.method, run.cfg)
         atomic_write_json(run.dir / "sampler.json", settings.to_json())
         return settings
     ref, _ = dataset.reference(max(n, 5000))

@@ -19,6 +19,7 @@ from .errors import ConfigError, EnergenError
 TRAIN_CHOICES = {
     "method": lambda: __import__("energen.methods", fromlist=["METHODS"]).METHODS.names(),
     "model": lambda: ["auto", *__import__("energen.networks", fromlist=["MODELS"]).MODELS.names()],
+    "init_model": lambda: __import__("energen.networks", fromlist=["MODELS"]).MODELS.names(),
     "c_schedule": lambda: __import__("energen.interpolants", fromlist=["W"]).WEIGHTINGS.names(),
     "energy": lambda: ["dot", "l2"],
     "device": lambda: ["auto", "cpu", "cuda"],
@@ -34,6 +35,12 @@ TRAIN_HELP = {
     "c_a": "truncation point a of the truncated c(gamma) (default: 0.95 for data of dimension <= 16, else 0.8)",
     "ema_halflife_samples": "EMA half-life in samples",
     "calibrate": "choose the default sampler budget on held-out data after training",
+    "levels": "drl/cdrl: number of noise levels",
+    "langevin_steps": "drl/cdrl: Langevin steps per level in training (default: cdrl 15, drl 30)",
+    "langevin_b2": "drl/cdrl: b^2 of the Langevin step s^2 = b^2 c sigma^2 (default: from the method and data)",
+    "pairing": "drl/cdrl: noise-variance reduction, one epsilon for both levels (default: on for cdrl)",
+    "init_model": "cdrl: the initializer network",
+    "init_lr": "cdrl: the initializer's learning rate (default: --lr)",
 }
 
 
@@ -71,7 +78,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         kw: dict = {"dest": f.name, "default": None, "help": TRAIN_HELP.get(f.name)}
-        if f.type == "bool":
+        if f.type.removesuffix(" | None") == "bool":
             kw["action"] = argparse.BooleanOptionalAction
         else:
             kw["type"] = {"int": int, "float": float, "str": str}[f.type.removesuffix(" | None")]
@@ -110,16 +117,22 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     out = Path(a.out)
     _check_new_output(out, a.overwrite, (".npy", ".npz"), allow_dir=True)
     run = Run(a.run_dir, device=a.device)
-    settings = run.default_sampler
+    settings = replace(run.default_sampler, extra={})
+    if a.sampler is not None and a.sampler != settings.sampler and "recovery" in (a.sampler, settings.sampler):
+        settings = _switch_family(run, a.sampler)
     horizon = settings.steps * settings.step_size
-    new = replace(settings, extra={})
-    if a.sampler is not None:
-        new = replace(new, sampler=a.sampler)
+    new = replace(settings, sampler=a.sampler or settings.sampler)
+    if a.langevin_steps is not None:
+        if new.sampler != "recovery":
+            raise ConfigError("--langevin-steps sets the steps per noise level of the recovery sampler (drl, cdrl)")
+        new = replace(new, steps=a.langevin_steps)
     if a.steps is not None:
         new = replace(new, steps=a.steps, step_size=horizon / a.steps)  # same total time unless --step-size
+        if new.sampler == "recovery":  # K per level; the sampler rescales its steps to keep K s^2
+            new = replace(new, step_size=settings.step_size)
     if a.step_size is not None:
         new = replace(new, step_size=a.step_size)
-    for k in ("tol", "momentum", "noise", "ode_method"):
+    for k in ("tol", "momentum", "noise", "ode_method", "temperature"):
         if getattr(a, k) is not None:
             new = replace(new, **{k: getattr(a, k)})
     if a.cfg is not None and a.label is None:
@@ -134,6 +147,22 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     print(json.dumps({"out": str(out), "n": a.n, "sampler": new.to_json(), "mean_steps": float(steps.mean()),
                       "max_steps": int(steps.max()), "nfe": o.nfe}))  # fmt: skip
     return 0
+
+
+def _switch_family(run, sampler: str):
+    """Settings when the sampler asked for is of the other family than the run's default.
+
+    The recovery sampler walks a drl/cdrl run's noise levels; the field samplers (gd, nag, ode, langevin)
+    act on its level-0 energy, whose Langevin step ``s_0`` gives their default step size.
+    """
+    from .sampling import SamplerSettings, default_sampler
+
+    if sampler == "recovery":
+        if not run.is_recovery:
+            raise ConfigError(f"sampler 'recovery' needs a drl or cdrl run, not {run.cfg.method!r}")
+        return default_sampler(run.method, run.cfg)
+    s0 = float(run.model.levels.step[0])
+    return SamplerSettings(sampler=sampler, steps=100, step_size=s0 if sampler == "langevin" else s0**2 / 2)
 
 
 def _cmd_eval(a: argparse.Namespace) -> int:
@@ -184,8 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir")
     s.add_argument("--n", type=_positive_int, required=True, help="number of samples")
     s.add_argument("--out", required=True, help=".npy (data coordinates), .npz (ADM uint8 images) or a directory")
-    s.add_argument("--sampler", choices=SAMPLERS.names(), help="default: the run's calibrated sampler (gd)")
+    s.add_argument(
+        "--sampler",
+        choices=[*SAMPLERS.names(), "recovery"],
+        help="default: the run's own (eqm: calibrated gd; fm: Euler; drl/cdrl: recovery through the levels)",
+    )
     s.add_argument("--steps", type=_positive_int, help="step count K (keeps the run's total eta*K)")
+    s.add_argument(
+        "--langevin-steps",
+        type=_positive_int,
+        help="recovery sampler: Langevin steps per level (step size rescaled by sqrt(K_train/K))",
+    )
+    s.add_argument("--temperature", type=_nonneg_float, help="noise multiplier of langevin and recovery (default 1)")
     s.add_argument("--step-size", type=_positive_float, help="step size eta")
     s.add_argument("--tol", type=_positive_float, help="adaptive stopping: stop a sample when RMS(field) < TOL")
     s.add_argument("--momentum", type=float, help="Nesterov momentum (nag), default 0.3")

@@ -28,6 +28,13 @@ class TrainConfig:
     energy: str = "dot"  # EqM-E parameterisation: "dot" | "l2"
     dispersive: float = 0.0
     label_dropout: float = 0.1
+    # recovery likelihood (drl, cdrl); None: chosen from the method and the data (see Method.resolve)
+    levels: int = 6
+    langevin_steps: int | None = None  # K per level in training (cdrl 15, drl 30)
+    langevin_b2: float | None = None  # b^2 in the Langevin step s_i^2 = b^2 c_i sigma_{i+1}^2
+    pairing: bool | None = None  # noise-variance reduction: x_i, x_{i+1} share one epsilon (cdrl on, drl off)
+    init_model: str = "mlp-small"  # cdrl's initializer network
+    init_lr: float | None = None  # the initializer's learning rate (None: lr)
     # optimisation (progress is counted in optimiser steps and reported in samples seen)
     steps: int = 4000
     batch_size: int = 256
@@ -56,6 +63,7 @@ class TrainConfig:
         METHODS.get(self.method)
         if self.model != "auto":
             MODELS.get(self.model)
+        MODELS.get(self.init_model)
         WEIGHTINGS.get(self.c_schedule)
         checks = [
             (self.steps >= 1, "steps must be >= 1"),
@@ -74,6 +82,10 @@ class TrainConfig:
             (self.energy in ("dot", "l2"), f"energy must be 'dot' or 'l2', got {self.energy!r}"),
             (self.dispersive >= 0, "dispersive must be >= 0"),
             (0 <= self.label_dropout < 1, "label-dropout must be in [0, 1)"),
+            (self.levels >= 2, "levels must be >= 2"),
+            (self.langevin_steps is None or self.langevin_steps >= 1, "langevin-steps must be >= 1"),
+            (self.langevin_b2 is None or self.langevin_b2 > 0, "langevin-b2 must be > 0"),
+            (self.init_lr is None or self.init_lr > 0, "init-lr must be > 0"),
             (self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}"),
         ]
         for ok, msg in checks:

@@ -11,8 +11,12 @@ import os
 import torch
 import torch.distributed as dist
 
+_device = torch.device("cpu")  # where collective tensors live: NCCL needs them on the GPU
+
 
 def init(device: torch.device) -> None:
+    global _device
+    _device = device
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
@@ -42,9 +46,37 @@ def all_ok(ok: bool) -> bool:
     """True on every rank only if ``ok`` is True on every rank (so all ranks stop together)."""
     if not dist.is_initialized():
         return ok
-    t = torch.tensor([1.0 if ok else 0.0])
+    t = torch.tensor([1.0 if ok else 0.0], device=_device)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())
+
+
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Give every rank rank 0's parameters and buffers."""
+    if dist.is_initialized():
+        for t in module.state_dict().values():
+            dist.broadcast(t, 0)
+
+
+def average_gradients(params) -> None:
+    """Average the gradients of ``params`` over ranks in one flat all-reduce (data parallelism).
+
+    Done after the backward rather than by DistributedDataParallel's hooks, so that objectives may call
+    their model several times and reach its parts (recovery likelihood runs Langevin chains on the model
+    between its positive and negative passes). A missing gradient counts as zero.
+    """
+    if not dist.is_initialized():
+        return
+    params = [p for p in params if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params]
+    flat = torch._utils._flatten_dense_tensors(grads)
+    dist.all_reduce(flat)
+    flat /= world_size()
+    for g, f in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads), strict=True):
+        g.copy_(f)
 
 
 def shutdown() -> None:

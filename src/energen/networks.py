@@ -25,6 +25,7 @@ class NetSpec:
     data_shape: tuple[int, ...]
     time_conditioned: bool = False
     num_classes: int = 0
+    scalar: bool = False  # one output per sample (an energy) instead of a tensor of x's shape
 
 
 class TimeEmbedding(nn.Module):
@@ -59,6 +60,8 @@ class ResidualBlock(nn.Module):
 class MLP(nn.Module):
     """A residual MLP on flattened inputs with optional time and class embeddings added to each block.
 
+    Returns a tensor of the input's shape, or shape (B,) when ``spec.scalar`` (an energy network).
+
     ``self.features`` is the last block's output, read by the optional dispersive loss.
     """
 
@@ -68,10 +71,14 @@ class MLP(nn.Module):
         self.dim = math.prod(spec.data_shape)
         self.inp = nn.Linear(self.dim, width)
         self.blocks = nn.ModuleList(ResidualBlock(width) for _ in range(depth))
-        self.out = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, self.dim))
+        self.out = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, 1 if spec.scalar else self.dim))
         self.time = TimeEmbedding(width) if spec.time_conditioned else None
         self.label = nn.Embedding(spec.num_classes + 1, width) if spec.num_classes > 0 else None
         self.features: Tensor | None = None
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.out[-1]
 
     def forward(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         cond = None
@@ -88,7 +95,8 @@ class MLP(nn.Module):
         for block in self.blocks:
             h = block(h, cond)
         self.features = h
-        return self.out(h).reshape(x.shape)
+        out = self.out(h)
+        return out[:, 0] if self.spec.scalar else out.reshape(x.shape)
 
 
 MODELS: Registry = Registry("model")

@@ -1,7 +1,8 @@
 """Pictures of a trained run.
 
-- 2-D data: the learned landscape (EqM-E: contours of the energy; EqM: the RMS of the equilibrium field
-  with its streamlines; flow matching: the velocity at t = 0.9) and, beside it, samples over held-out data.
+- 2-D data: the learned landscape (EqM-E: contours of the energy; DRL/CDRL: the density exp(-E) of level 0;
+  EqM: the RMS of the equilibrium field with its streamlines; flow matching: the velocity at t = 0.9) and,
+  beside it, samples.
 - Images: a grid of samples.
 """
 
@@ -64,7 +65,12 @@ def plot_run(run: Run, out: str | Path, *, n: int = 2000, seed: int = 0) -> None
     scale = torch.tensor(info.scale)
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     ax = axes[0]
-    if run.has_energy:
+    if run.is_recovery:  # the paper's checkerboard figure: the grid-normalised density exp(-E_0)
+        e = run.energy(pts).double()
+        dens = torch.softmax(-e, 0).reshape(gx.shape).numpy()
+        ax.imshow(dens, extent=(g[0], g[-1], g[0], g[-1]), origin="lower", cmap="viridis")
+        ax.set_title(f"{run.cfg.method}: learned density exp(-E) at level 0")
+    elif run.has_energy:
         e = run.energy(pts).reshape(gx.shape).numpy()
         ax.contourf(gx, gy, e - e.min(), levels=40, cmap="viridis")
         ax.set_title(f"{run.cfg.method}: energy E(x)")
@@ -87,5 +93,8 @@ def plot_run(run: Run, out: str | Path, *, n: int = 2000, seed: int = 0) -> None
     ax.set_ylim(g[0], g[-1])
     ax.set_aspect("equal")
     s = run.default_sampler
-    ax.set_title(f"{n} samples: {s.sampler}, {s.steps} steps, step size {s.step_size:.3g}")
+    how = f"{s.steps} steps, step size {s.step_size:.3g}"
+    if s.sampler == "recovery":
+        how = f"{s.steps} Langevin steps per level"
+    ax.set_title(f"{n} samples: {s.sampler}, {how}")
     _save(fig, out)

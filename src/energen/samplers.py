@@ -27,7 +27,7 @@ from torch import Tensor
 from .errors import ConfigError
 from .fields import Field
 from .registry import Registry
-from .utils import rms_flat
+from .utils import expand_like, rms_flat
 
 NoiseSource = Callable[[Tensor], Tensor]
 """``noise(idx) -> Tensor`` of shape (len(idx), ...): fresh standard normal noise for samples ``idx``."""
@@ -61,19 +61,26 @@ class GradientDescent:
 
     Args:
         steps: maximum number of steps K.
-        step_size: :math:`\eta`.
+        step_size: :math:`\eta`, a float or a tensor of shape (B,) giving each sample its own.
         tol: stop a sample once the RMS of its field is below ``tol`` (``None``: always K steps).
         noise: initial temperature :math:`T_0` of Langevin noise, annealed linearly to 0 over the K
             steps (0 disables it).
+        anneal: anneal the temperature (``False``: constant ``noise``).
         record: step counts at which to keep a copy of x (for quality-versus-steps curves).
     """
 
-    def __init__(self, *, steps: int, step_size: float, tol: float | None = None, noise: float = 0.0,
-                 record: Sequence[int] = ()):  # fmt: skip
-        if steps < 1 or not step_size > 0 or (tol is not None and not tol > 0) or noise < 0:
+    def __init__(self, *, steps: int, step_size: float | Tensor, tol: float | None = None, noise: float = 0.0,
+                 anneal: bool = True, record: Sequence[int] = ()):  # fmt: skip
+        positive = bool((torch.as_tensor(step_size) > 0).all())
+        if steps < 1 or not positive or (tol is not None and not tol > 0) or noise < 0:
             raise ConfigError("sampler needs steps >= 1, step_size > 0, tol > 0 (or none) and noise >= 0")
-        self.steps, self.step_size, self.tol, self.noise = int(steps), float(step_size), tol, float(noise)
+        self.steps, self.tol, self.noise, self.anneal = int(steps), tol, float(noise), bool(anneal)
+        self.step_size = step_size if isinstance(step_size, Tensor) else float(step_size)
         self.record = set(int(k) for k in record)
+
+    def _project(self, x: Tensor) -> Tensor:
+        """Applied to the points after every step (identity; Langevin may clamp to the data range)."""
+        return x
 
     def _init_state(self, x: Tensor) -> dict:
         return {}
@@ -94,11 +101,12 @@ class GradientDescent:
         norm = torch.full((n,), math.inf, device=x.device)
         active = torch.arange(n, device=x.device)
         state = self._init_state(x)
+        eta = torch.as_tensor(self.step_size, dtype=x.dtype, device=x.device).expand(n)  # per-sample step sizes
         snapshots, nfe = {}, 0
         for k in range(self.steps):
             if 0 in self.record and k == 0:
                 snapshots[0] = x.clone()
-            t = torch.full((len(active),), min(1.0, k * self.step_size), device=x.device)
+            t = (k * eta[active]).clamp(max=1.0)
             xa = x[active]
             d = self._direction(field, xa, t, None if y is None else y[active], state, active)
             nfe += 1
@@ -106,12 +114,13 @@ class GradientDescent:
             if self.tol is not None:
                 keep = norm[active] >= self.tol
                 active, xa, d = active[keep], xa[keep], d[keep]
-            xa = xa + self.step_size * d
+            ea = expand_like(eta[active], xa)
+            xa = xa + ea * d
             if self.noise > 0 and len(active):
-                temp = self.noise * (1 - k / self.steps)
+                temp = self.noise * (1 - k / self.steps) if self.anneal else self.noise
                 z = noise(active) if noise is not None else torch.randn_like(xa)
-                xa = xa + math.sqrt(2 * self.step_size) * temp * z.to(xa)
-            x[active] = xa
+                xa = xa + (2 * ea).sqrt() * temp * z.to(xa)
+            x[active] = self._project(xa)
             steps[active] += 1
             if k + 1 in self.record:
                 snapshots[k + 1] = x.clone()
@@ -146,6 +155,40 @@ class Nesterov(GradientDescent):
         d = field(x + self.step_size * self.momentum * m[idx], t, y)
         m[idx] = d
         return d
+
+
+class Langevin(GradientDescent):
+    r"""Unadjusted Langevin dynamics on a field :math:`f = \nabla \log p = -\nabla E`:
+
+    .. math::  x_{k+1} = x_k + \tfrac{s^2}{2} f(x_k) + T\, s\, z_k, \qquad z_k \sim \mathcal N(0, I)
+
+    — gradient descent with :math:`\eta = s^2/2` and constant temperature, written once and used by
+    recovery likelihood (each noise level its own ``s``), contrastive divergence and the downstream tasks.
+    At ``temperature = 1`` and small ``s`` it samples :math:`p \propto e^{-E}`.
+
+    Args:
+        steps: K.
+        step_size: :math:`s`, the standard deviation of each step's noise; a float or shape (B,).
+        temperature: :math:`T` (1: exact Langevin; 0: gradient descent).
+        grad_clip: clamp each element of the field to ``[-grad_clip, grad_clip]`` (IGEBM) or ``None``.
+        clamp: ``(lo, hi)`` to clamp the points to after every step (the data range), or ``None``.
+    """
+
+    def __init__(self, *, steps: int, step_size: float | Tensor, temperature: float = 1.0,
+                 grad_clip: float | None = None, clamp: tuple[float, float] | None = None,
+                 tol: float | None = None, record: Sequence[int] = ()):  # fmt: skip
+        if temperature < 0 or (grad_clip is not None and not grad_clip > 0):
+            raise ConfigError("Langevin needs temperature >= 0 and grad_clip > 0 (or none)")
+        eta = step_size**2 / 2
+        super().__init__(steps=steps, step_size=eta, tol=tol, noise=temperature, anneal=False, record=record)
+        self.grad_clip, self.clamp = grad_clip, clamp
+
+    def _direction(self, field, x, t, y, state, idx):
+        d = field(x, t, y)
+        return d if self.grad_clip is None else d.clamp(-self.grad_clip, self.grad_clip)
+
+    def _project(self, x: Tensor) -> Tensor:
+        return x if self.clamp is None else x.clamp(*self.clamp)
 
 
 ODE_METHODS = ("euler", "midpoint", "heun2", "rk4", "dopri5", "bosh3", "adaptive_heun")
@@ -198,4 +241,5 @@ class ODESolver:
 SAMPLERS: Registry = Registry("sampler")
 SAMPLERS.add("gd", GradientDescent)
 SAMPLERS.add("nag", Nesterov)
+SAMPLERS.add("langevin", Langevin)
 SAMPLERS.add("ode", ODESolver)

@@ -19,6 +19,7 @@ from .errors import CheckpointError, ConfigError
 from .fields import Field, GuidedField
 from .methods import METHODS, Method
 from .networks import ExplicitEnergy
+from .recovery import AncestralSampler, RecoveryModel
 from .samplers import SAMPLERS, SamplerOutput
 from .utils import PerSampleNoise
 
@@ -34,10 +35,17 @@ class SamplerSettings:
     momentum: float = 0.3
     noise: float = 0.0
     ode_method: str = "heun2"
+    temperature: float = 1.0  # langevin and recovery: the noise multiplier (1: exact Langevin)
     extra: dict = field(default_factory=dict)
 
     def build(self, record=()):
+        """The sampler for a field (``recovery`` is built by :meth:`Run.sample`: it needs the model)."""
+        if self.sampler == "recovery":
+            raise ConfigError("sampler 'recovery' runs through the noise levels of a drl/cdrl run only")
         SAMPLERS.get(self.sampler)
+        if self.sampler == "langevin":
+            return SAMPLERS.get("langevin")(steps=self.steps, step_size=self.step_size, temperature=self.temperature,
+                                            tol=self.tol, record=record)  # fmt: skip
         if self.sampler == "ode":
             return SAMPLERS.get("ode")(method=self.ode_method, steps=self.steps, horizon=self.steps * self.step_size)
         kw = dict(steps=self.steps, step_size=self.step_size, tol=self.tol, noise=self.noise, record=record)
@@ -70,7 +78,8 @@ class Run:
                                   f"{str(e).splitlines()[0]}") from None  # fmt: skip
         self.model.to(self.device).eval().requires_grad_(False)
         path = self.dir / "sampler.json"
-        self.default_sampler = SamplerSettings(**read_json(path)) if path.exists() else default_sampler(self.method)
+        self.default_sampler = (SamplerSettings(**read_json(path)) if path.exists()
+                                else default_sampler(self.method, self.cfg))  # fmt: skip
 
     @property
     def field(self) -> Field:
@@ -79,14 +88,30 @@ class Run:
 
     @property
     def has_energy(self) -> bool:
-        return isinstance(self.model, ExplicitEnergy)
+        return isinstance(self.model, (ExplicitEnergy, RecoveryModel))
 
-    def energy(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """The scalar energy of points in data coordinates, shape (B, ...) -> (B,) (EqM-E only)."""
+    @property
+    def is_recovery(self) -> bool:
+        return isinstance(self.model, RecoveryModel)
+
+    def energy(self, x: Tensor, y: Tensor | None = None, *, level: int = 0) -> Tensor:
+        """The scalar energy of points in data coordinates, shape (B, ...) -> (B,), in normalised units.
+
+        EqM-E: its energy (``level`` must be 0). DRL/CDRL: the marginal energy of noise level ``level``
+        (0: the data, up to the level-0 noise of std 0.0074), for x given in data coordinates.
+        """
         if not self.has_energy:
-            raise ConfigError(f"method {self.cfg.method!r} learns no explicit energy; train with --method eqm-e")
+            raise ConfigError(f"method {self.cfg.method!r} learns no scalar energy; "
+                              "train with --method eqm-e, drl or cdrl")  # fmt: skip
+        z = self.info.normalize(x.to(self.device))
         with torch.no_grad():
-            return self.model.energy(self.info.normalize(x.to(self.device)), None, y)
+            if self.is_recovery:
+                if not 0 <= level < self.model.levels.levels:
+                    raise ConfigError(f"level {level} is out of range: the run has {self.model.levels.levels} levels")
+                return self.model.energy(z, level, y)
+            if level != 0:
+                raise ConfigError(f"method {self.cfg.method!r} has no noise levels; use level 0")
+            return self.model.energy(z, None, y)
 
     def guided_field(self, scale: float) -> Field:
         if self.num_classes == 0:
@@ -102,9 +127,21 @@ class Run:
         over the batches of ``batch_size``.
         """
         settings = settings or self.default_sampler
-        sampler = settings.build(record=record)
         if label is not None and not 0 <= label < max(self.num_classes, 1):
             raise ConfigError(f"--class {label} is out of range: the run has {self.num_classes} classes")
+        if settings.sampler == "recovery":
+            if not self.is_recovery:
+                raise ConfigError(f"sampler 'recovery' needs a drl or cdrl run, not {self.cfg.method!r}")
+            if label is not None and self.num_classes == 0:
+                raise ConfigError("this run is unconditional; train with --conditional to sample a class")
+            chain = AncestralSampler(self.model, langevin_steps=settings.steps, train_steps=self.cfg.langevin_steps,
+                                     temperature=settings.temperature, cfg_scale=cfg_scale,
+                                     null_label=self.num_classes)  # fmt: skip
+
+            def sampler(_field, x0, y, noise):
+                return chain(x0, y, noise=noise)
+        else:
+            sampler = settings.build(record=record)
         fld = self.field if label is None else self.guided_field(cfg_scale)
         xs, steps, norms, snaps, nfe = [], [], [], {}, 0
         for start in range(0, n, batch_size):
@@ -124,8 +161,10 @@ class Run:
         return merged.x, merged
 
 
-def default_sampler(method: Method) -> SamplerSettings:
+def default_sampler(method: Method, cfg: TrainConfig) -> SamplerSettings:
     """Settings used before (or without) calibration."""
+    if method.native_sampler == "recovery":
+        return SamplerSettings(sampler="recovery", steps=cfg.langevin_steps, step_size=1.0)
     if method.horizon_is_time:
         return SamplerSettings(sampler="gd", steps=100, step_size=0.01)
     return SamplerSettings(sampler="gd", steps=100, step_size=0.005)

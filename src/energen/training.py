@@ -24,12 +24,10 @@ from .config import TrainConfig
 from .data import DataInfo, Dataset, load_dataset
 from .ema import EMA
 from .errors import CheckpointError, ConfigError, TrainingDiverged
-from .interpolants import default_truncation
 from .methods import METHODS
 from .networks import default_model
 from .utils import atomic_write_json
 
-LOG_FIELDS = ["step", "samples", "loss", "grad_norm", "lr", "ema_beta", "seconds"]
 # Fields that may change when a run is resumed: they do not alter what is computed.
 RESUMABLE_FIELDS = {
     "steps", "ckpt_every", "log_every", "tensorboard", "wandb", "device", "calibrate", "calibrate_samples",
@@ -55,17 +53,15 @@ def resolve_config(cfg: TrainConfig, info: DataInfo) -> TrainConfig:
     """Fill the ``auto`` fields from the data and check the combination."""
     if cfg.model == "auto":
         cfg = replace(cfg, model=default_model(info.shape))
-    if cfg.c_a is None:
-        cfg = replace(cfg, c_a=default_truncation(info.shape))
+    cfg = METHODS.get(cfg.method).resolve(cfg, info.shape)
     if cfg.conditional and info.num_classes == 0:
         raise ConfigError(f"--conditional needs labelled data; {info.name!r} has no labels")
     return cfg.validate()
 
 
-def _lr(cfg: TrainConfig, samples: int) -> float:
-    if cfg.warmup_samples == 0:
-        return cfg.lr
-    return cfg.lr * min(1.0, samples / cfg.warmup_samples)
+def _warmup(cfg: TrainConfig, samples: int) -> float:
+    """The learning-rate factor after ``samples``: linear warm-up, then 1."""
+    return 1.0 if cfg.warmup_samples == 0 else min(1.0, samples / cfg.warmup_samples)
 
 
 def prepare_run_dir(run_dir: Path, resume: bool) -> None:
@@ -90,9 +86,10 @@ def _rewind_log(path: Path, step: int) -> None:
     if not path.exists():
         return
     with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+        reader = csv.DictReader(f)
+        rows = [r for r in reader if int(r["step"]) <= step]
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        w = csv.DictWriter(f, fieldnames=reader.fieldnames or [])
         w.writeheader()
         w.writerows(rows)
 
@@ -104,11 +101,10 @@ class _Loggers:
         self.tb = self.wandb = None
         if not enabled:
             return
-        new = not self.csv_path.exists()
-        self.f = open(self.csv_path, "a", newline="")
-        self.w = csv.DictWriter(self.f, fieldnames=LOG_FIELDS)
-        if new:
-            self.w.writeheader()
+        self.f = open(self.csv_path, "a+", newline="")
+        self.f.seek(0)
+        header = next(csv.reader(self.f), None)
+        self.w = None if header is None else csv.DictWriter(self.f, fieldnames=header)
         if cfg.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -126,6 +122,9 @@ class _Loggers:
     def log(self, row: dict) -> None:
         if not self.enabled:
             return
+        if self.w is None:  # a new log: its columns are the first row's (the method's statistics included)
+            self.w = csv.DictWriter(self.f, fieldnames=list(row))
+            self.w.writeheader()
         self.w.writerow(row)
         self.f.flush()
         if self.tb is not None:
@@ -180,7 +179,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
     model = method.build_model(cfg, info.shape, num_classes).to(device)
     objective = method.objective(cfg, num_classes)
     ema = EMA(model, halflife_samples=cfg.ema_halflife_samples, rampup=cfg.ema_rampup)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = method.param_groups(model, cfg)
+    for g in groups:
+        g["base_lr"] = g["lr"]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step = 0
     if resume:
@@ -205,11 +207,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
         atomic_write_json(run_dir / "data.json", info.to_json())
         if resume:
             _rewind_log(run_dir / "log.csv", step)
-    ddp_model = model
-    if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    dist.broadcast_module(model)
     use_bf16 = cfg.bf16 and device.type == "cuda"
     loggers = _Loggers(run_dir, cfg, dist.is_main())
     model.train()
@@ -219,20 +217,22 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
         while step < cfg.steps:
             samples = step * cfg.batch_size
             for group in opt.param_groups:
-                group["lr"] = _lr(cfg, samples + cfg.batch_size)
+                group["lr"] = group["base_lr"] * _warmup(cfg, samples + cfg.batch_size)
             x, y = dataset.batch(step, cfg.batch_size, gen, rank=rank, world=world)
             x = x.to(device)
             y = None if (y is None or not cfg.conditional) else y.to(device)
             autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
             with autocast:
-                out = objective(ddp_model, x, y, gen)
+                out = objective(model, x, y, gen)
             loss = out.per_sample.mean()
             if not dist.all_ok(bool(torch.isfinite(loss))):
                 raise TrainingDiverged(f"training diverged: the loss became {loss.item()} at step {step + 1}; "
                                        "try a lower --lr or a smaller step budget")  # fmt: skip
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
+            dist.average_gradients(model.parameters())
+            gnorms = {f"grad_norm_{g['name']}": torch.nn.utils.clip_grad_norm_(g["params"], cfg.grad_clip or math.inf)
+                      for g in opt.param_groups}  # fmt: skip
             opt.step()
             step += 1
             samples = step * cfg.batch_size
@@ -240,9 +240,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
             loss_val = loss.item()
             if step % cfg.log_every == 0 or step == cfg.steps:
                 loggers.log({"step": step, "samples": samples, "loss": f"{loss_val:.6g}",
-                             "grad_norm": f"{float(gnorm):.4g}", "lr": f"{opt.param_groups[0]['lr']:.4g}",
+                             "lr": f"{opt.param_groups[0]['lr']:.4g}",
                              "ema_beta": f"{ema.beta(cfg.batch_size, samples):.6f}",
-                             "seconds": f"{time.time() - t0:.2f}"})  # fmt: skip
+                             "seconds": f"{time.time() - t0:.2f}"}
+                            | {k: f"{float(v):.4g}" for k, v in gnorms.items()}
+                            | {k: f"{v:.6g}" for k, v in out.stats.items()})  # fmt: skip
                 bar.set_postfix(loss=f"{loss_val:.4f}")
             bar.update(1)
             if step % cfg.ckpt_every == 0 or step == cfg.steps:

@@ -23,6 +23,11 @@ def mean_flat(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1).mean(dim=1)
 
 
+def sum_flat(x: Tensor) -> Tensor:
+    """Sum over all but the first dimension: shape (B, ...) -> (B,)."""
+    return x.reshape(x.shape[0], -1).sum(dim=1)
+
+
 def rms_flat(x: Tensor) -> Tensor:
     """Root-mean-square over every dimension but the first: (B, ...) -> (B,).
 
