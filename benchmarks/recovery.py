@@ -35,19 +35,23 @@ p.add_argument("--steps", type=int, default=4000)
 p.add_argument("--model", default="mlp")
 p.add_argument("--n", type=int, default=5000)
 p.add_argument("--sweep", nargs="*", default=["checkerboard"], help="data sets for the K sweep")
+p.add_argument("--parts", nargs="+", default=["table", "sweep", "cost"], choices=["table", "sweep", "cost"])
 a = p.parse_args()
 root = Path(a.out)
 
-runs = {}
-print("| data | " + " | ".join(m.upper() for m in a.methods) + " | FM | floor | CDRL / FM | CDRL / floor |")
-print("|---" * (len(a.methods) + 5) + "|")
-for data in a.data:
+
+def run_of(data: str, method: str):
+    return trained(root, f"{data}-{method}", method=method, data=data, steps=a.steps, model=a.model)[0]
+
+
+if "table" in a.parts:
+    print("| data | " + " | ".join(m.upper() for m in a.methods) + " | FM | floor | CDRL / FM | CDRL / floor |")
+    print("|---" * (len(a.methods) + 5) + "|")
+for data in a.data if "table" in a.parts else []:
     ds, ref = reference(data)
     scores = {}
     for method in (*a.methods, "fm"):
-        name = f"{data}-{method}"
-        run, _ = trained(root, name, method=method, data=data, steps=a.steps, model=a.model)
-        runs[name] = run
+        run = run_of(data, method)
         x, _ = run.sample(a.n, seed=1)
         scores[method] = sw1(run, x, ref)
     floor = sw1(run, ds.reference(a.n, seed=777)[0], ref)
@@ -55,12 +59,12 @@ for data in a.data:
     cells = " | ".join(f"{scores[m]:.4f}" for m in (*a.methods, "fm"))
     print(f"| {data} | {cells} | {floor:.4f} | {c / scores['fm']:.2f} | {c / floor:.2f} |", flush=True)
 
-for data in a.sweep:
+for data in a.sweep if "sweep" in a.parts else []:
     _, ref = reference(data)
     print(f"\n{data}: Langevin steps per level at sampling time ({a.n} samples)\n")
     print("| method | K | sliced W1 | seconds |\n|---|---|---|---|")
     for method in a.methods:
-        run = runs[f"{data}-{method}"]
+        run = run_of(data, method)
         for k in sorted(
             {k for k in (run.cfg.langevin_steps, 15, 8, 5, 3) if k <= run.cfg.langevin_steps}, reverse=True
         ):
@@ -93,8 +97,9 @@ def step_cost(method: str, data: str) -> tuple[int, float]:
     return cfg.langevin_steps, step / fb
 
 
-print("\nCost of one training step, as a multiple of one forward+backward of the energy network (batch 256)\n")
-print("| method | K | step / (fwd+bwd) |\n|---|---|---|")
-for method in a.methods:
+if "cost" in a.parts:
+    print("\nCost of one training step, as a multiple of one forward+backward of the energy network (batch 256)\n")
+    print("| method | K | step / (fwd+bwd) |\n|---|---|---|")
+for method in a.methods if "cost" in a.parts else []:
     k, ratio = step_cost(method, a.data[0])
     print(f"| {method} | {k} | {ratio:.1f} |", flush=True)

@@ -182,3 +182,13 @@ def test_conditional_cdrl_with_guidance_on_digits(tmp_path):
     x, _ = run.sample(6, label=3, cfg_scale=2.0)
     assert x.shape == (6, 1, 8, 8) and torch.isfinite(x).all()
     assert run.energy(x, torch.full((6,), 3), level=0).shape == (6,)
+
+
+def test_exploding_chains_stop_training_with_the_step(tmp_path):
+    """A Langevin step far too large for the data blows the chains up: a clear stop, no checkpoint."""
+    from energen.errors import TrainingDiverged
+
+    d = tmp_path / "boom"
+    with pytest.raises(TrainingDiverged, match=r"step 1: the Langevin chains blew up.*--langevin-b2"):
+        train(tiny_config(method="cdrl", langevin_steps=5, langevin_b2=50.0), d, progress=False)
+    assert not (d / "resume.json").exists()

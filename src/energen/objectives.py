@@ -22,10 +22,12 @@ from .utils import expand_like, mean_flat
 
 @dataclass
 class LossOutput:
-    """per_sample: shape (B,), the loss of each sample; stats: scalar diagnostics for the log."""
+    """per_sample: shape (B,), the loss of each sample; stats: scalar diagnostics for the log; problem: why
+    training cannot go on (the loop stops with it and the step), or None."""
 
     per_sample: Tensor
     stats: dict[str, float] = field(default_factory=dict)
+    problem: str | None = None
 
 
 def dispersive_loss(z: Tensor) -> Tensor:

@@ -33,6 +33,7 @@ from .objectives import LossOutput
 from .samplers import Langevin, NoiseSource, SamplerOutput
 from .utils import expand_like, rms_flat, sum_flat
 
+MAX_CHAIN_MOVE = 10.0  # RMS displacement of a chain, in data standard deviations, beyond which it has blown up
 LOGSNR_MAX, LOGSNR_MIN = 9.8, -5.1  # CDRL's endpoints: level 0 sigma_bar = 0.0074, level T sigma_bar = 0.997
 
 
@@ -201,7 +202,11 @@ class RecoveryLikelihood:
             init_loss = sum_flat((y_neg.detach() - y0) ** 2)
             per_sample = per_sample + init_loss
             stats["init_loss"] = init_loss.mean().item()
-        return LossOutput(per_sample=per_sample, stats=stats)
+        problem = None
+        if not stats["langevin_move"] <= MAX_CHAIN_MOVE:  # also catches NaN
+            problem = (f"the Langevin chains blew up (RMS move {stats['langevin_move']:.3g} data standard "
+                       "deviations); lower --langevin-b2 or --lr")  # fmt: skip
+        return LossOutput(per_sample=per_sample, stats=stats, problem=problem)
 
 
 class AncestralSampler:

@@ -228,6 +228,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
             if not dist.all_ok(bool(torch.isfinite(loss))):
                 raise TrainingDiverged(f"training diverged: the loss became {loss.item()} at step {step + 1}; "
                                        "try a lower --lr or a smaller step budget")  # fmt: skip
+            if not dist.all_ok(out.problem is None):
+                raise TrainingDiverged(f"training diverged at step {step + 1}: {out.problem or 'on another rank'}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             dist.average_gradients(model.parameters())
