@@ -24,7 +24,7 @@ from .metrics import w1_exact
 from .sampling import Run, SamplerSettings, default_sampler
 from .utils import atomic_write_json
 
-HORIZONS = (0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.8, 1.0)
+HORIZONS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.8, 1.0)
 TEMPERATURES = (0.5, 1.0, 1.5, 2.0, 3.0)  # initial Langevin temperature, annealed linearly to 0
 REFINE = (0.6, 0.8, 1.2)  # budgets tried around the noise-free best once a temperature is chosen
 DEFAULT_STEPS = 100
