@@ -192,3 +192,16 @@ def test_exploding_chains_stop_training_with_the_step(tmp_path):
     with pytest.raises(TrainingDiverged, match=r"step 1: the Langevin chains blew up.*--langevin-b2"):
         train(tiny_config(method="cdrl", langevin_steps=5, langevin_b2=50.0), d, progress=False)
     assert not (d / "resume.json").exists()
+
+
+def test_cli_recovery_sampling(cdrl_run, tiny_run, tmp_path, capsys):
+    from energen.cli import main
+
+    out = tmp_path / "s.npy"
+    assert main(["sample", str(cdrl_run), "--n", "6", "--out", str(out), "--langevin-steps", "3"]) == 0
+    report = __import__("json").loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["sampler"]["sampler"] == "recovery" and report["sampler"]["steps"] == 3
+    assert __import__("numpy").load(out).shape == (6, 2)
+    assert main(["sample", str(cdrl_run), "--n", "4", "--out", str(tmp_path / "l.npy"), "--sampler", "langevin"]) == 0
+    bad = main(["sample", str(tiny_run), "--n", "4", "--out", str(tmp_path / "e.npy"), "--langevin-steps", "3"])
+    assert bad == 2 and "--langevin-steps" in capsys.readouterr().err
