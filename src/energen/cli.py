@@ -41,6 +41,7 @@ TRAIN_HELP = {
     "pairing": "drl/cdrl: noise-variance reduction, one epsilon for both levels (default: on for cdrl)",
     "init_model": "cdrl: the initializer network",
     "init_lr": "cdrl: the initializer's learning rate (default: --lr)",
+    "data_scale": "drl/cdrl: scale of the normalised data under unit noise (default: 4 for dim <= 16, else 1)",
 }
 
 

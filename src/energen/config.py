@@ -35,6 +35,7 @@ class TrainConfig:
     pairing: bool | None = None  # noise-variance reduction: x_i, x_{i+1} share one epsilon (cdrl on, drl off)
     init_model: str = "mlp-small"  # cdrl's initializer network
     init_lr: float | None = None  # the initializer's learning rate (None: lr)
+    data_scale: float | None = None  # the diffusion runs on data_scale * normalised data (4 for dim <= 16, else 1)
     # optimisation (progress is counted in optimiser steps and reported in samples seen)
     steps: int = 4000
     batch_size: int = 256
@@ -86,6 +87,7 @@ class TrainConfig:
             (self.langevin_steps is None or self.langevin_steps >= 1, "langevin-steps must be >= 1"),
             (self.langevin_b2 is None or self.langevin_b2 > 0, "langevin-b2 must be > 0"),
             (self.init_lr is None or self.init_lr > 0, "init-lr must be > 0"),
+            (self.data_scale is None or self.data_scale > 0, "data-scale must be > 0"),
             (self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}"),
         ]
         for ok, msg in checks:

@@ -94,19 +94,22 @@ class RecoveryModel(nn.Module):
     so the shared samplers (gd, nag, ode, langevin) run on a recovery-likelihood model too.
     """
 
-    def __init__(self, ebm: nn.Module, initializer: nn.Module | None, levels: NoiseLevels):
+    def __init__(self, ebm: nn.Module, initializer: nn.Module | None, levels: NoiseLevels, data_scale: float = 1.0):
         super().__init__()
         self.ebm, self.initializer, self.levels = ebm, initializer, levels
+        self.data_scale = float(data_scale)  # the diffusion runs on data_scale * (normalised data)
 
     def h(self, y_tilde: Tensor, i: Tensor, y: Tensor | None = None) -> Tensor:
         """The network output, shape (B,), for scaled points ``y_tilde`` of levels ``i`` (shape (B,))."""
         return self.ebm(y_tilde, self.levels.t_ebm[i], y)
 
     def energy(self, x: Tensor, i: Tensor | int = 0, y: Tensor | None = None) -> Tensor:
-        r"""The marginal energy :math:`E_i(x) = -f(\alpha_{i+1} x, i) = -h / s_i^2` of points x of level i."""
+        r"""The marginal energy :math:`E_i(x) = -f(\alpha_{i+1} x, i) = -h / s_i^2` of points x of level i.
+
+        ``x`` is in normalised data units (the model scales it by ``data_scale``)."""
         i = self._levels(i, x)
         lv = self.levels
-        return -self.h(expand_like(lv.alpha[i], x) * x, i, y) / lv.step[i] ** 2
+        return -self.h(expand_like(lv.alpha[i], x) * x * self.data_scale, i, y) / lv.step[i] ** 2
 
     def conditional_energy(self, y_tilde: Tensor, x_next: Tensor, i: Tensor, y: Tensor | None = None,
                            h: Callable | None = None) -> Tensor:  # fmt: skip
@@ -170,6 +173,7 @@ class RecoveryLikelihood:
     def __call__(self, model: RecoveryModel, x: Tensor, y: Tensor | None, generator: torch.Generator) -> LossOutput:
         lv = model.levels
         n, dev = x.shape[0], x.device
+        x = x * model.data_scale
 
         def randn() -> Tensor:
             return torch.randn(x.shape, generator=generator).to(dev)
@@ -197,7 +201,7 @@ class RecoveryLikelihood:
                                None if y is None else torch.cat([y, y])).float().chunk(2)  # fmt: skip
         per_sample = lv.weight[i] * (h_neg - h_pos)
         stats = {"h_gap": (h_pos - h_neg).mean().item(),
-                 "langevin_move": rms_flat(y_neg - y0.detach()).mean().item()}  # fmt: skip
+                 "langevin_move": rms_flat(y_neg - y0.detach()).mean().item() / model.data_scale}  # fmt: skip
         if model.initializer is not None:
             init_loss = sum_flat((y_neg.detach() - y0) ** 2)
             per_sample = per_sample + init_loss
@@ -263,5 +267,6 @@ class AncestralSampler:
         score = EnergyField(lambda v, _t, c: -h(expand_like(lv.alpha[i0], v) * v, i0, c) / lv.step[0] ** 2)(x, None, y)
         if self.denoise:
             x = (x + lv.sigma_bar[0] ** 2 * score) / lv.abar[0].sqrt()
+        x = x / m.data_scale
         steps = torch.full((n,), nfe, dtype=torch.long, device=x.device)
         return SamplerOutput(x=x, steps=steps, field_norm=rms_flat(score), nfe=nfe)
