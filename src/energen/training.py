@@ -180,8 +180,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
     objective = method.objective(cfg, num_classes)
     ema = EMA(model, halflife_samples=cfg.ema_halflife_samples, rampup=cfg.ema_rampup)
     groups = method.param_groups(model, cfg)
-    for g in groups:
-        g["base_lr"] = g["lr"]
+    base_lrs, names = [g["lr"] for g in groups], [g.pop("name") for g in groups]  # kept out of the optimiser state
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step = 0
@@ -216,8 +215,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
     try:
         while step < cfg.steps:
             samples = step * cfg.batch_size
-            for group in opt.param_groups:
-                group["lr"] = group["base_lr"] * _warmup(cfg, samples + cfg.batch_size)
+            for group, base_lr in zip(opt.param_groups, base_lrs, strict=True):
+                group["lr"] = base_lr * _warmup(cfg, samples + cfg.batch_size)
             x, y = dataset.batch(step, cfg.batch_size, gen, rank=rank, world=world)
             x = x.to(device)
             y = None if (y is None or not cfg.conditional) else y.to(device)
@@ -233,8 +232,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
             opt.zero_grad(set_to_none=True)
             loss.backward()
             dist.average_gradients(model.parameters())
-            gnorms = {f"grad_norm_{g['name']}": torch.nn.utils.clip_grad_norm_(g["params"], cfg.grad_clip or math.inf)
-                      for g in opt.param_groups}  # fmt: skip
+            gnorms = {f"grad_norm_{name}": torch.nn.utils.clip_grad_norm_(g["params"], cfg.grad_clip or math.inf)
+                      for name, g in zip(names, opt.param_groups, strict=True)}  # fmt: skip
             opt.step()
             step += 1
             samples = step * cfg.batch_size
