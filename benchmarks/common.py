@@ -1,12 +1,15 @@
-"""Shared pieces of the benchmark scripts: train a run (or reuse it), score samples."""
+"""Shared pieces of the benchmark scripts: train a run (or reuse it), score samples, digits helpers."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from energen import Run, TrainConfig, train
 from energen.data import load_dataset
@@ -40,3 +43,26 @@ def sw1(run: Run, x: torch.Tensor, ref: torch.Tensor) -> float:
     """Sliced W1 in units of the data's per-dimension standard deviation."""
     s = torch.tensor(run.info.scale)
     return sliced_w1(x / s, ref / s)
+
+
+def digits_args() -> argparse.Namespace:
+    """The options both digits benchmarks take."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", default="bench-runs")
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--cfg", type=float, nargs="+", default=[1.0, 2.0, 4.0])
+    return p.parse_args()
+
+
+def save_digit_grid(x: torch.Tensor, info, path: Path) -> None:
+    """The first 100 images of ``x`` (data coordinates) as a PNG grid, each pixel drawn 4x4."""
+    from energen.plotting import image_grid
+
+    Image.fromarray(np.kron(image_grid(x[:100].numpy(), info), np.ones((4, 4, 1), dtype=np.uint8))).save(path)
+
+
+def class_samples(run: Run, cfg_scale: float, n: int = 200):
+    """Yield ``(c, samples of class c)`` for the ten digit classes, class c seeded ``1000 * c``."""
+    for c in range(10):
+        yield c, run.sample(n, seed=1000 * c, label=c, cfg_scale=cfg_scale)[0]

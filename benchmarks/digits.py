@@ -10,24 +10,16 @@ floor, the accuracy of conditional samples under the same classifier, and saves 
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import trained
-from PIL import Image
+from common import class_samples, digits_args, save_digit_grid, trained
 
 from energen.data import load_dataset
 from energen.metrics import digits_classifier, frechet_distance
-from energen.plotting import image_grid
 
-p = argparse.ArgumentParser()
-p.add_argument("--out", default="bench-runs")
-p.add_argument("--steps", type=int, default=4000)
-p.add_argument("--n", type=int, default=2000)
-p.add_argument("--cfg", type=float, nargs="+", default=[1.0, 2.0, 4.0])
-a = p.parse_args()
+a = digits_args()
 root = Path(a.out)
 clf = digits_classifier()
 ds = load_dataset("digits")
@@ -40,9 +32,7 @@ print(f"classifier test accuracy {clf.test_accuracy:.3f}; FD-digits floor (data 
 
 
 def save_grid(x, name):
-    Image.fromarray(np.kron(image_grid(x[:100].numpy(), ds.info), np.ones((4, 4, 1), dtype=np.uint8))).save(
-        root / f"{name}.png"
-    )
+    save_digit_grid(x, ds.info, root / f"{name}.png")
 
 
 print("| method | FD-digits | NFE | sampler |\n|---|---|---|---|")
@@ -58,8 +48,7 @@ run, _ = trained(root, "digits-eqm-cond", method="eqm", data="digits", steps=a.s
 print("\n| cfg | class accuracy | per-class FD (mean) |\n|---|---|---|")
 for w in a.cfg:
     accs, fds, grid = [], [], []
-    for c in range(10):
-        x, _ = run.sample(200, seed=1000 * c, label=c, cfg_scale=w)
+    for c, x in class_samples(run, w):
         accs.append(float((clf.predict(x) == c).mean()))
         fds.append(frechet_distance(clf.features(x), clf.features(ref[ds.ref_y == c])))
         grid.append(x[:10])

@@ -88,7 +88,7 @@ def step_cost(method: str, data: str) -> tuple[int, float]:
     ds = load_dataset(data)
     cfg = resolve_config(TrainConfig(method=method, data=data, model=a.model), ds.info)
     m = METHODS.get(method)
-    model, objective = m.build_model(cfg, ds.info.shape, 0), m.objective(cfg, 0)
+    model, objective = m.build_model(cfg, ds.info.shape, 0), m.objective(cfg, 0, ds.info)
     gen = torch.Generator().manual_seed(0)
     x, _ = ds.batch(0, 256, gen)
     i = torch.randint(0, cfg.levels, (256,), generator=gen)

@@ -30,6 +30,21 @@ def test_eqm_loss_is_per_sample_and_time_free():
     assert seen["t"] is None and out.per_sample.shape == (32,) and (out.per_sample >= 0).all()
 
 
+def test_gamma_power_draws_gamma_from_beta_p_1():
+    # density p gamma^(p-1): mean p / (p + 1), P(gamma < 1/2) = 2^-p
+    seen = {}
+
+    def model(x, t, y=None):
+        seen["t"] = t
+        return torch.zeros_like(x)
+
+    for p in (1.0, 2.0, 0.5):
+        obj = FieldMatching(weighting=Constant(1.0), time_conditioned=True, gamma_power=p)
+        obj(model, torch.randn(40_000, 1), None, torch.Generator().manual_seed(0))
+        t = seen["t"]
+        assert abs(t.mean() - p / (p + 1)) < 0.01 and abs((t < 0.5).float().mean() - 0.5**p) < 0.01
+
+
 def test_explicit_energy_trains_by_double_backward():
     for kind in ("dot", "l2"):
         model = ExplicitEnergy(MLP(NetSpec((2,)), width=16, depth=1), kind).train()

@@ -41,7 +41,7 @@ def calibrate(run_dir: str | Path, dataset: Dataset, *, n: int = 1000, seed: int
     Every tried pair and its score is stored in ``sampler.json`` under ``extra.calibration.grid``.
     """
     run = Run(run_dir)
-    if run.method.horizon_is_time or run.is_recovery:  # their budget is fixed by the method
+    if run.method.horizon_is_time or run.method.native_sampler != "gd":  # their budget is fixed by the method
         settings = default_sampler(run.method, run.cfg)
         atomic_write_json(run.dir / "sampler.json", settings.to_json())
         return settings

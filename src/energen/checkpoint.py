@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -96,11 +96,13 @@ class ResumeState:
     optimizer: dict
     rng: dict[str, torch.Tensor]
     extra: dict
+    objective: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. a replay buffer
 
 
 def save_resume(run_dir: Path, state: ResumeState) -> None:
     opt_tensors, opt_meta = flatten_optimizer(state.optimizer)
-    tensors = _prefixed("model", state.model) | _prefixed("ema", state.ema) | opt_tensors | _prefixed("rng", state.rng)
+    tensors = (_prefixed("model", state.model) | _prefixed("ema", state.ema) | opt_tensors
+               | _prefixed("rng", state.rng) | _prefixed("objective", state.objective))  # fmt: skip
     name = f"resume-{state.step:09d}.safetensors"
     save_tensors(run_dir / name, tensors, {"format": "energen-resume", "step": str(state.step)})
     atomic_write_json(
@@ -124,6 +126,7 @@ def load_resume(run_dir: Path) -> ResumeState:
     return ResumeState(
         step=int(step), model=_strip("model", tensors), ema=_strip("ema", tensors),
         optimizer=unflatten_optimizer(tensors, opt_meta), rng=_strip("rng", tensors), extra=extra,
+        objective=_strip("objective", tensors),
     )  # fmt: skip
 
 

@@ -33,13 +33,25 @@ TRAIN_HELP = {
     "conditional": "class-conditional training with label dropout (for --class/--cfg)",
     "c_schedule": "EqM target weighting c(gamma)",
     "c_a": "truncation point a of the truncated c(gamma) (default: 0.95 for data of dimension <= 16, else 0.8)",
+    "gamma_power": "eqm/eqm-e/fm: draw gamma with density p*gamma^(p-1) (1: uniform; 2: more weight near the data)",
     "ema_halflife_samples": "EMA half-life in samples",
     "calibrate": "choose the default sampler budget on held-out data after training",
     "levels": "drl/cdrl: number of noise levels",
-    "langevin_steps": "drl/cdrl: Langevin steps per level in training (default: cdrl 15, drl 30)",
+    "langevin_steps": "drl/cdrl/cd: Langevin steps (per level) in training (default: cdrl 15, drl 30, cd 20)",
     "langevin_b2": "drl/cdrl: b^2 of the Langevin step s^2 = b^2 c sigma^2 (default: from the method and data)",
     "pairing": "drl/cdrl: noise-variance reduction, one epsilon for both levels (default: on for cdrl)",
     "init_model": "cdrl: the initializer network",
+    "langevin_step": "cd: gradient step eta of the chains, x <- x - eta grad E + sigma z",
+    "langevin_noise": "cd: noise std sigma of the chains (default: sqrt(2 eta), exact Langevin)",
+    "langevin_clip": "cd: clip each element of grad E to [-C, C] (IGEBM), default off",
+    "buffer_size": "cd: replay buffer capacity",
+    "buffer_reinit": "cd: fraction of chains started from uniform noise instead of the buffer",
+    "buffer_reservoir": "cd: reservoir buffer (uniform over history) instead of a ring of the latest",
+    "energy_reg": "cd: weight alpha of the energy regulariser alpha (E(x+)^2 + E(x-)^2)",
+    "spectral_norm": "cd: spectral normalisation on all layers but the last",
+    "icd_kl": "cd: Improved CD KL term through the last Langevin step (weight; 0 off, ICD 1)",
+    "icd_entropy": "cd: Improved CD nearest-neighbour entropy term (weight; 0 off, ICD 0.3)",
+    "icd_augment": "cd: Improved CD augmentation transitions (one-pixel shifts of buffer images)",
     "init_lr": "cdrl: the initializer's learning rate (default: --lr)",
     "data_scale": "drl/cdrl: scale of the normalised data under unit noise (default: 4 for dim <= 16, else 1)",
 }
@@ -158,9 +170,7 @@ def _switch_family(run, sampler: str):
     """
     from .sampling import SamplerSettings, default_sampler
 
-    if sampler == "recovery":
-        if not run.is_recovery:
-            raise ConfigError(f"sampler 'recovery' needs a drl or cdrl run, not {run.cfg.method!r}")
+    if sampler == "recovery":  # Run.sample refuses it for a run of another method
         return default_sampler(run.method, run.cfg)
     s0 = float(run.model.levels.step[0])
     return SamplerSettings(sampler=sampler, steps=100, step_size=s0 if sampler == "langevin" else s0**2 / 2)

@@ -25,6 +25,7 @@ class TrainConfig:
     c_schedule: str = "truncated"
     c_a: float | None = None  # truncation point a; None: chosen from the data (see resolve_config)
     c_scale: float = 4.0
+    gamma_power: float | None = None  # gamma drawn with density p gamma^(p-1); None: eqm/eqm-e 2, fm 1 (uniform)
     energy: str = "dot"  # EqM-E parameterisation: "dot" | "l2"
     dispersive: float = 0.0
     label_dropout: float = 0.1
@@ -36,6 +37,18 @@ class TrainConfig:
     init_model: str = "mlp-small"  # cdrl's initializer network
     init_lr: float | None = None  # the initializer's learning rate (None: lr)
     data_scale: float | None = None  # the diffusion runs on data_scale * normalised data (4 for dim <= 16, else 1)
+    # contrastive divergence (cd): chains x <- x - step grad E + noise z from a replay buffer
+    langevin_step: float = 0.005  # eta, the gradient step
+    langevin_noise: float | None = None  # sigma; None: sqrt(2 eta), exact Langevin at temperature 1
+    langevin_clip: float | None = None  # per-element clip of grad E (IGEBM), None: off
+    buffer_size: int = 10_000
+    buffer_reinit: float = 0.05  # fraction of chains started from uniform noise in the data's box
+    buffer_reservoir: bool = False  # reservoir (uniform over history) instead of a ring of the latest
+    energy_reg: float = 1.0  # alpha of alpha (E(x+)^2 + E(x-)^2)
+    spectral_norm: bool = False
+    icd_kl: float = 0.0  # Improved CD: weight of the KL term through the last Langevin step
+    icd_entropy: float = 0.0  # Improved CD: weight of the nearest-neighbour entropy term (ICD: 0.3)
+    icd_augment: bool = False  # Improved CD: shift buffer images before their chains (images only)
     # optimisation (progress is counted in optimiser steps and reported in samples seen)
     steps: int = 4000
     batch_size: int = 256
@@ -80,12 +93,20 @@ class TrainConfig:
             (self.calibrate_samples >= 100, "calibrate-samples must be >= 100"),
             (self.c_a is None or 0 <= self.c_a < 1, "c-a must be in [0, 1)"),
             (self.c_scale > 0, "c-scale must be > 0"),
+            (self.gamma_power is None or self.gamma_power > 0, "gamma-power must be > 0"),
             (self.energy in ("dot", "l2"), f"energy must be 'dot' or 'l2', got {self.energy!r}"),
             (self.dispersive >= 0, "dispersive must be >= 0"),
             (0 <= self.label_dropout < 1, "label-dropout must be in [0, 1)"),
             (self.levels >= 2, "levels must be >= 2"),
             (self.langevin_steps is None or self.langevin_steps >= 1, "langevin-steps must be >= 1"),
             (self.langevin_b2 is None or self.langevin_b2 > 0, "langevin-b2 must be > 0"),
+            (self.langevin_step > 0, "langevin-step must be > 0"),
+            (self.langevin_noise is None or self.langevin_noise >= 0, "langevin-noise must be >= 0"),
+            (self.langevin_clip is None or self.langevin_clip > 0, "langevin-clip must be > 0"),
+            (self.buffer_size >= 1, "buffer-size must be >= 1"),
+            (0 <= self.buffer_reinit <= 1, "buffer-reinit must be in [0, 1]"),
+            (self.energy_reg >= 0, "energy-reg must be >= 0"),
+            (self.icd_kl >= 0 and self.icd_entropy >= 0, "icd-kl and icd-entropy must be >= 0"),
             (self.init_lr is None or self.init_lr > 0, "init-lr must be > 0"),
             (self.data_scale is None or self.data_scale > 0, "data-scale must be > 0"),
             (self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}"),
@@ -116,6 +137,17 @@ class TrainConfig:
                 raise ConfigError(f"{where}: {k} must be of type {base}, got {v!r}")
             out[k] = float(v) if base == "float" else v
         return cls(**out)
+
+
+def saved_config(run_dir: Path) -> TrainConfig:
+    """The configuration a run directory was trained with. Runs written before an option existed get the
+    value they were trained with (``gamma_power``: uniform gamma)."""
+    from .checkpoint import read_json
+
+    d = read_json(run_dir / "config.json")
+    if isinstance(d, dict):
+        d.setdefault("gamma_power", 1.0)
+    return TrainConfig.from_dict(d, where=str(run_dir / "config.json"))
 
 
 def read_config_file(path: str) -> dict:

@@ -12,6 +12,7 @@ classifier labels conditional samples for the class-accuracy metric.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 import torch
@@ -79,10 +80,12 @@ def frechet_distance(fx: np.ndarray, fy: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets of shape (N, D)."""
     mu1, mu2 = fx.mean(0), fy.mean(0)
     s1, s2 = np.cov(fx, rowvar=False), np.cov(fy, rowvar=False)
-    covmean = linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():
-        eps = 1e-6 * np.eye(len(s1))
-        covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
+    with warnings.catch_warnings():  # a singular product is handled below, as pytorch-fid does
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(s1 @ s2)
+        if not np.isfinite(covmean).all():
+            eps = 1e-6 * np.eye(len(s1))
+            covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
     covmean = covmean.real
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
 

@@ -54,19 +54,22 @@ class FieldMatching:
         num_classes: number of classes; the null label is ``num_classes``.
         dispersive: weight of the dispersive loss on the model's ``features`` (0 disables it). The
             batch-level term is added to every sample's loss, so the mean is the usual total.
+        gamma_power: :math:`\gamma = u^{1/p}` with :math:`u` uniform, i.e. density :math:`p\gamma^{p-1}`
+            (``Beta(p, 1)``); ``p > 1`` spends more of the training signal near the data.
     """
 
     def __init__(self, *, weighting: Weighting, time_conditioned: bool, label_dropout: float = 0.1,
-                 num_classes: int = 0, dispersive: float = 0.0):  # fmt: skip
+                 num_classes: int = 0, dispersive: float = 0.0, gamma_power: float = 1.0):  # fmt: skip
         self.path = LinearPath()
         self.weighting, self.time_conditioned = weighting, time_conditioned
         self.label_dropout, self.num_classes, self.dispersive = label_dropout, num_classes, dispersive
+        self.gamma_power = gamma_power
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None, generator: torch.Generator) -> LossOutput:
         """x: shape (B, ...) normalised data; y: shape (B,) labels or None."""
         n = x.shape[0]
         eps = torch.randn(x.shape, generator=generator).to(x.device)
-        gamma = torch.rand(n, generator=generator).to(x.device)
+        gamma = torch.rand(n, generator=generator).pow(1 / self.gamma_power).to(x.device)
         if y is not None and self.num_classes > 0:
             drop = torch.rand(n, generator=generator).to(x.device) < self.label_dropout
             y = torch.where(drop, torch.full_like(y, self.num_classes), y)

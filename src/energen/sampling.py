@@ -6,6 +6,7 @@ settings) and gives the model's field, its energy when it has one, and samples i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,12 +14,12 @@ import torch
 from torch import Tensor
 
 from .checkpoint import load_export, read_json
-from .config import TrainConfig
+from .config import TrainConfig, saved_config
 from .data import DataInfo
 from .errors import CheckpointError, ConfigError
 from .fields import Field, GuidedField
 from .methods import METHODS, Method
-from .networks import ExplicitEnergy
+from .networks import ExplicitEnergy, ScalarEnergy
 from .recovery import AncestralSampler, RecoveryModel
 from .samplers import SAMPLERS, SamplerOutput
 from .utils import PerSampleNoise
@@ -64,7 +65,7 @@ class Run:
         self.dir = Path(run_dir)
         if not self.dir.is_dir():
             raise CheckpointError(f"run directory {str(self.dir)!r} does not exist")
-        self.cfg = TrainConfig.from_dict(read_json(self.dir / "config.json"), where=str(self.dir / "config.json"))
+        self.cfg = saved_config(self.dir)
         self.info = DataInfo.from_json(read_json(self.dir / "data.json"))
         self.method: Method = METHODS.get(self.cfg.method)
         self.num_classes = self.info.num_classes if self.cfg.conditional else 0
@@ -88,7 +89,7 @@ class Run:
 
     @property
     def has_energy(self) -> bool:
-        return isinstance(self.model, (ExplicitEnergy, RecoveryModel))
+        return isinstance(self.model, (ExplicitEnergy, RecoveryModel, ScalarEnergy))
 
     @property
     def is_recovery(self) -> bool:
@@ -132,8 +133,6 @@ class Run:
         if settings.sampler == "recovery":
             if not self.is_recovery:
                 raise ConfigError(f"sampler 'recovery' needs a drl or cdrl run, not {self.cfg.method!r}")
-            if label is not None and self.num_classes == 0:
-                raise ConfigError("this run is unconditional; train with --conditional to sample a class")
             chain = AncestralSampler(self.model, langevin_steps=settings.steps, train_steps=self.cfg.langevin_steps,
                                      temperature=settings.temperature, cfg_scale=cfg_scale,
                                      null_label=self.num_classes)  # fmt: skip
@@ -165,6 +164,10 @@ def default_sampler(method: Method, cfg: TrainConfig) -> SamplerSettings:
     """Settings used before (or without) calibration."""
     if method.native_sampler == "recovery":
         return SamplerSettings(sampler="recovery", steps=cfg.langevin_steps, step_size=1.0)
+    if method.native_sampler == "langevin":  # cd: the training chain's step and noise, 10x its length, from noise
+        s = math.sqrt(2 * cfg.langevin_step)
+        noise = s if cfg.langevin_noise is None else cfg.langevin_noise
+        return SamplerSettings(sampler="langevin", steps=10 * cfg.langevin_steps, step_size=s, temperature=noise / s)
     if method.horizon_is_time:
         return SamplerSettings(sampler="gd", steps=100, step_size=0.01)
     return SamplerSettings(sampler="gd", steps=100, step_size=0.005)

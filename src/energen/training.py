@@ -20,12 +20,11 @@ from tqdm import tqdm
 
 from . import distributed as dist
 from .checkpoint import ResumeState, load_resume, read_json, save_export, save_resume
-from .config import TrainConfig
+from .config import TrainConfig, saved_config
 from .data import DataInfo, Dataset, load_dataset
 from .ema import EMA
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .methods import METHODS
-from .networks import default_model
 from .utils import atomic_write_json
 
 # Fields that may change when a run is resumed: they do not alter what is computed.
@@ -52,7 +51,7 @@ def resolve_device(name: str) -> torch.device:
 def resolve_config(cfg: TrainConfig, info: DataInfo) -> TrainConfig:
     """Fill the ``auto`` fields from the data and check the combination."""
     if cfg.model == "auto":
-        cfg = replace(cfg, model=default_model(info.shape))
+        cfg = replace(cfg, model=METHODS.get(cfg.method).default_model(info.shape))
     cfg = METHODS.get(cfg.method).resolve(cfg, info.shape)
     if cfg.conditional and info.num_classes == 0:
         raise ConfigError(f"--conditional needs labelled data; {info.name!r} has no labels")
@@ -158,7 +157,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
     overrides = overrides or {}
     prepare_run_dir(run_dir, resume)
     if resume:
-        saved = TrainConfig.from_dict(read_json(run_dir / "config.json"), where=str(run_dir / "config.json"))
+        saved = saved_config(run_dir)
         _check_resume_config(saved, overrides)
         cfg = replace(saved, **{k: v for k, v in overrides.items() if k in RESUMABLE_FIELDS})
     device = resolve_device(cfg.device)
@@ -177,7 +176,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
 
     torch.manual_seed(cfg.seed)
     model = method.build_model(cfg, info.shape, num_classes).to(device)
-    objective = method.objective(cfg, num_classes)
+    objective = method.objective(cfg, num_classes, info)
     ema = EMA(model, halflife_samples=cfg.ema_halflife_samples, rampup=cfg.ema_rampup)
     groups = method.param_groups(model, cfg)
     base_lrs, names = [g["lr"] for g in groups], [g.pop("name") for g in groups]  # kept out of the optimiser state
@@ -190,6 +189,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
             model.load_state_dict(st.model)
             ema.load_state_dict(st.ema)
             opt.load_state_dict(st.optimizer)
+            if hasattr(objective, "load_state_dict"):
+                objective.load_state_dict(st.objective)
         except (RuntimeError, KeyError, ValueError) as e:
             msg = f"{run_dir}: resume state does not match the model: {str(e).splitlines()[0]}"
             raise CheckpointError(msg) from None
@@ -249,7 +250,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
                 bar.set_postfix(loss=f"{loss_val:.4f}")
             bar.update(1)
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                _checkpoint(run_dir, step, model, ema, opt, gen, world)
+                _checkpoint(run_dir, step, model, ema, opt, gen, world, objective)
     finally:
         bar.close()
         loggers.close()
@@ -261,8 +262,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
     return TrainResult(run_dir=run_dir, step=step, final_loss=loss_val)
 
 
-def _checkpoint(run_dir: Path, step: int, model, ema: EMA, opt, gen: torch.Generator, world: int) -> None:
-    """Write the export (EMA) and the resume state; RNG states of all ranks are gathered to rank 0."""
+def _checkpoint(run_dir: Path, step: int, model, ema: EMA, opt, gen: torch.Generator, world: int,
+                objective) -> None:  # fmt: skip
+    """Write the export (EMA) and the resume state; RNG states of all ranks are gathered to rank 0, the
+    objective's state (a replay buffer) is rank 0's."""
     states = [gen.get_state()]
     if world > 1:
         states = [None] * world
@@ -270,6 +273,7 @@ def _checkpoint(run_dir: Path, step: int, model, ema: EMA, opt, gen: torch.Gener
     if dist.is_main():
         rng = {f"generator.{r}": s for r, s in enumerate(states)}
         save_resume(run_dir, ResumeState(step=step, model=model.state_dict(), ema=ema.state_dict(),
-                                         optimizer=opt.state_dict(), rng=rng, extra={}))  # fmt: skip
+                                         optimizer=opt.state_dict(), rng=rng, extra={},
+                                         objective=getattr(objective, "state_dict", dict)()))  # fmt: skip
         save_export(run_dir, ema.state_dict(), step)
     dist.barrier()

@@ -1,0 +1,7 @@
+"""``python -m energen`` is the ``energen`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

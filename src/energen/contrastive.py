@@ -1,0 +1,222 @@
+r"""Contrastive-divergence energy-based models: IGEBM (Du & Mordatch, 2019) and Improved CD (Du et al., 2021).
+
+An energy network :math:`E_\theta(x)` (:math:`p \propto e^{-E}`) is trained by contrastive divergence:
+lower the energy of data, raise the energy of samples :math:`x^-` drawn from the model by a short Langevin
+chain. The chains start from a :class:`ReplayBuffer` of past chain ends (a few percent from noise), so that
+short chains act like long persistent ones. The per-sample loss is
+
+.. math::  E(x^+) - E(x^-) + \alpha\,(E(x^+)^2 + E(x^-)^2),
+
+the energy L2 regulariser :math:`\alpha` keeping the energies near zero (IGEBM's ``l2_coeff``, 1).
+
+Improved CD adds, each switchable:
+
+- ``kl``: the term the usual CD gradient drops, :math:`E_{\bar\theta}(x_K)` with :math:`x_K` the last Langevin
+  step recomputed *with* its graph and the energy's parameters frozen, so the gradient reaches
+  :math:`\theta` only through the sampler (truncated back-propagation through one step). It makes the
+  sampler itself better at lowering the energy.
+- ``entropy``: :math:`-\log \min_j \lVert x_K - b_j \rVert`, the nearest-neighbour distance to buffer
+  samples, which pushes samples apart (an entropy estimate) and counters mode collapse.
+- ``augment``: image chains drawn from the buffer are first moved by a random data augmentation (a
+  one-pixel shift here), a large Metropolis-free jump between modes; without the two terms above it makes
+  the energy collapse (spec part D16).
+
+Facts and numbers: spec ``cdrl_igebm.md`` part B and pitfalls D13-D17.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .fields import EnergyField
+from .objectives import LossOutput
+from .samplers import Langevin
+
+MAX_ENERGY = 10.0  # |mean E(x+)| beyond which training has diverged (the ICD code's abort rule)
+
+
+class ReplayBuffer:
+    """A ring (FIFO) or reservoir of past chain ends from which new chains start.
+
+    ``sample`` draws each chain from the buffer with probability ``1 - reinit`` and from ``init`` (uniform
+    in the data's box) otherwise; until the buffer holds one batch, every chain starts from ``init``.
+    The buffer has its own seeded generator; its contents, fill level and generator state are its
+    ``state_dict`` and go into the run's resume state, so a resumed run continues bit-identically.
+
+    Args:
+        size: capacity.
+        shape: per-sample shape.
+        reinit: fraction of chains started afresh (IGEBM 0.05, ICD 0.001).
+        box: ``(lo, hi)`` of the uniform starting distribution (normalised data coordinates).
+        seed: seed of the buffer's generator.
+        reservoir: keep a uniform sample of all pushed points (reservoir sampling) instead of the latest.
+    """
+
+    def __init__(self, size: int, shape: tuple[int, ...], *, reinit: float, box: tuple[float, float], seed: int,
+                 reservoir: bool = False):  # fmt: skip
+        if size < 1 or not 0 <= reinit <= 1:
+            raise ValueError("buffer needs size >= 1 and reinit in [0, 1]")
+        self.size, self.shape, self.reinit, self.box, self.reservoir = size, tuple(shape), reinit, box, reservoir
+        self.data = torch.zeros((size, *self.shape))
+        self.count = 0  # points held
+        self.seen = 0  # points ever pushed
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def noise(self, n: int) -> Tensor:
+        lo, hi = self.box
+        return lo + (hi - lo) * torch.rand((n, *self.shape), generator=self.generator)
+
+    def sample(self, n: int) -> tuple[Tensor, Tensor]:
+        """``n`` chain starts (CPU) and a boolean mask of those drawn fresh from noise."""
+        fresh = torch.ones(n, dtype=torch.bool)
+        x = self.noise(n)
+        if self.count >= n:
+            fresh = torch.rand(n, generator=self.generator) < self.reinit
+            idx = torch.randint(0, self.count, (n,), generator=self.generator)
+            x = torch.where(fresh.reshape(-1, *[1] * len(self.shape)), x, self.data[idx])
+        return x, fresh
+
+    def push(self, x: Tensor) -> None:
+        x = x.detach().float().cpu()
+        for row in x:
+            if self.count < self.size:
+                slot = self.count
+                self.count += 1
+            elif self.reservoir:
+                slot = int(torch.randint(0, self.seen + 1, (), generator=self.generator))
+                if slot >= self.size:
+                    self.seen += 1
+                    continue
+            else:
+                slot = self.seen % self.size
+            self.data[slot] = row
+            self.seen += 1
+
+    def recent(self, n: int) -> Tensor:
+        """``n`` random points of the buffer (all it holds if fewer)."""
+        idx = torch.randperm(self.count, generator=self.generator)[:n]
+        return self.data[idx]
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"data": self.data[: self.count].clone(), "seen": torch.tensor(self.seen),
+                "rng": self.generator.get_state()}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        data = state["data"]
+        if data.shape[1:] != self.shape or len(data) > self.size:
+            raise ValueError(f"buffer state of shape {tuple(data.shape)} does not fit size {self.size} x {self.shape}")
+        self.count = len(data)
+        self.data.zero_()
+        self.data[: self.count] = data
+        self.seen = int(state["seen"])
+        self.generator.set_state(state["rng"])
+
+
+def shift_images(x: Tensor, generator: torch.Generator) -> Tensor:
+    """Each image of shape (B, C, H, W) moved by a random shift of -1, 0 or 1 pixel per axis (edge-replicated)."""
+    b = x.shape[0]
+    shifts = torch.randint(-1, 2, (b, 2), generator=generator)
+    padded = nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+    h, w = x.shape[-2:]
+    return torch.stack([padded[i, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+                        for i, (dy, dx) in enumerate(shifts.tolist())])  # fmt: skip
+
+
+class ContrastiveDivergence:
+    r"""The CD loss with replay-buffer Langevin negatives, and the Improved-CD terms (module docstring).
+
+    The model is a :class:`~energen.networks.ScalarEnergy` (``model.energy(x, t, y)`` of shape (B,)). The
+    chain is :class:`~energen.samplers.Langevin` with gradient step ``step`` (:math:`\eta`, so
+    :math:`x \leftarrow x - \eta \nabla E + \sigma z`) and noise std ``noise`` (:math:`\sigma`;
+    :math:`\sqrt{2\eta}` is exact Langevin at temperature 1, IGEBM uses far less), per-element gradient clip
+    ``grad_clip`` and clamping to the data box. It runs in ``eval`` mode, so spectral normalisation makes
+    one power iteration per optimiser step, not one per chain step (spec D4).
+
+    Args:
+        buffer: the replay buffer (its state is the objective's ``state_dict``).
+        steps, step, noise, grad_clip, clamp: the chain, as above.
+        energy_reg: :math:`\alpha`.
+        kl, entropy: weights of the ICD terms (0 disables them); ``augment``: shift buffer images.
+        label_dropout, num_classes: classifier-free guidance training (label ``num_classes`` is "none").
+    """
+
+    def __init__(self, *, buffer: ReplayBuffer, steps: int, step: float, noise: float,
+                 grad_clip: float | None = None, clamp: tuple[float, float] | None = None, energy_reg: float = 1.0,
+                 kl: float = 0.0, entropy: float = 0.0, augment: bool = False, label_dropout: float = 0.1,
+                 num_classes: int = 0):  # fmt: skip
+        self.buffer, self.steps, self.step, self.noise = buffer, steps, step, noise
+        self.grad_clip, self.clamp, self.energy_reg = grad_clip, clamp, energy_reg
+        self.kl, self.entropy, self.augment = kl, entropy, augment
+        self.label_dropout, self.num_classes = label_dropout, num_classes
+
+    def chain(self, steps: int) -> Langevin:
+        s = math.sqrt(2 * self.step)
+        return Langevin(steps=steps, step_size=s, temperature=self.noise / s, grad_clip=self.grad_clip,
+                        clamp=self.clamp)  # fmt: skip
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.buffer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.buffer.load_state_dict(state)
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None, generator: torch.Generator) -> LossOutput:
+        n, dev = x.shape[0], x.device
+        if y is not None and self.num_classes > 0:
+            drop = torch.rand(n, generator=generator).to(dev) < self.label_dropout
+            y = torch.where(drop, torch.full_like(y, self.num_classes), y)
+        x0, fresh = self.buffer.sample(n)
+        if self.augment:
+            x0 = torch.where(fresh.reshape(-1, *[1] * (x.dim() - 1)), x0, shift_images(x0, self.buffer.generator))
+        x0 = x0.to(dev)
+
+        def randn(idx: Tensor) -> Tensor:
+            return torch.randn((len(idx), *x.shape[1:]), generator=generator).to(dev)
+
+        was_training = model.training
+        model.eval()
+        icd = self.kl > 0 or self.entropy > 0
+        field = EnergyField(model.energy)
+        out = self.chain(self.steps - 1 if icd else self.steps)(field, x0, y, noise=randn)
+        x_neg = out.x
+        x_kl = None
+        if icd:  # the last step again, with its graph: x_K as a function of theta
+            xk = x_neg.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(model.energy(xk, None, y).sum(), xk, create_graph=True)
+            if self.grad_clip is not None:
+                g = g.clamp(-self.grad_clip, self.grad_clip)
+            x_kl = xk - self.step * g + self.noise * randn(torch.arange(n))
+            if self.clamp is not None:
+                x_kl = x_kl.clamp(*self.clamp)
+            x_neg = x_kl.detach()
+        model.train(was_training)
+
+        e_pos = model.energy(x, None, y)
+        e_neg = model.energy(x_neg, None, y)
+        per_sample = e_pos - e_neg + self.energy_reg * (e_pos.pow(2) + e_neg.pow(2))
+        stats = {"e_pos": e_pos.mean().item(), "e_neg": e_neg.mean().item(),
+                 "e_gap": (e_neg - e_pos).mean().item()}  # fmt: skip
+        if self.kl > 0:
+            params = [p for p in model.parameters() if p.requires_grad]
+            for p in params:  # frozen: the gradient reaches theta only through x_kl
+                p.requires_grad_(False)
+            e_kl = model.energy(x_kl, None, y)
+            for p in params:
+                p.requires_grad_(True)
+            per_sample = per_sample + self.kl * e_kl
+            stats["kl"] = e_kl.mean().item()
+        if self.entropy > 0 and self.buffer.count >= 100:
+            ref = self.buffer.recent(100).to(dev)
+            d = torch.cdist(x_kl.reshape(n, -1), ref.reshape(len(ref), -1)).min(dim=1).values
+            nn_log = torch.log(d + 1e-8)
+            per_sample = per_sample - self.entropy * nn_log
+            stats["nn_log_dist"] = nn_log.mean().item()
+        self.buffer.push(x_neg)
+        problem = None
+        if not math.isfinite(stats["e_pos"]) or abs(stats["e_pos"]) > MAX_ENERGY:
+            problem = (f"the data energy drifted to {stats['e_pos']:.3g} (|E| > {MAX_ENERGY:g}); raise "
+                       "--energy-reg, lower --lr, or turn on --spectral-norm")  # fmt: skip
+        return LossOutput(per_sample=per_sample, stats=stats, problem=problem)

@@ -1,0 +1,130 @@
+import pytest
+import torch
+from conftest import tiny_config
+
+from energen import Run, train
+from energen.cli import main
+from energen.contrastive import ContrastiveDivergence, ReplayBuffer, shift_images
+from energen.errors import TrainingDiverged
+from energen.fields import EnergyField
+from energen.networks import MLP, NetSpec, ScalarEnergy
+
+
+def test_buffer_reinitialises_the_requested_fraction():
+    buf = ReplayBuffer(1000, (2,), reinit=0.05, box=(3.0, 4.0), seed=0)
+    x, fresh = buf.sample(64)
+    assert fresh.all() and ((x >= 3) & (x <= 4)).all()  # nothing stored yet: every chain starts from noise
+    buf.push(torch.zeros(1000, 2))
+    x, fresh = (torch.cat(v) for v in zip(*(buf.sample(1000) for _ in range(40)), strict=True))
+    assert abs(fresh.float().mean() - 0.05) < 0.005
+    assert (x[~fresh] == 0).all() and ((x[fresh] >= 3) & (x[fresh] <= 4)).all()
+
+
+def test_buffer_ring_and_reservoir():
+    ring = ReplayBuffer(10, (1,), reinit=0.0, box=(0.0, 1.0), seed=0)
+    ring.push(torch.arange(25.0)[:, None])
+    assert ring.count == 10 and sorted(ring.data[:, 0].tolist()) == list(range(15, 25))
+    res = ReplayBuffer(100, (1,), reinit=0.0, box=(0.0, 1.0), seed=0, reservoir=True)
+    res.push(torch.arange(10_000.0)[:, None])
+    assert res.count == 100 and res.seen == 10_000
+    assert 2000 < res.data.mean() < 8000  # a uniform sample of the whole history, not the latest points
+
+
+def test_buffer_state_round_trip():
+    a = ReplayBuffer(50, (3,), reinit=0.3, box=(-1.0, 1.0), seed=1)
+    a.push(torch.randn(70, 3))
+    b = ReplayBuffer(50, (3,), reinit=0.3, box=(-1.0, 1.0), seed=99)
+    b.load_state_dict(a.state_dict())
+    (xa, fa), (xb, fb) = a.sample(20), b.sample(20)
+    assert torch.equal(xa, xb) and torch.equal(fa, fb)
+    a.push(xa)
+    b.push(xb)
+    assert torch.equal(a.data, b.data)
+
+
+def test_cd_chain_on_a_gaussian_energy_recovers_its_moments():
+    # E = |x - m|^2 / (2 v): exact Langevin (noise sqrt(2 eta)) samples N(m, v); small eta, many steps
+    m, v = torch.tensor([1.0, -2.0]), 0.25
+    cd = ContrastiveDivergence(buffer=ReplayBuffer(1, (2,), reinit=1.0, box=(0.0, 1.0), seed=0), steps=1,
+                               step=0.002, noise=0.002**0.5 * 2**0.5)  # fmt: skip
+    field = EnergyField(lambda x, t, y: ((x - m) ** 2).sum(1) / (2 * v))
+    torch.manual_seed(0)
+    x = cd.chain(3000)(field, torch.zeros(4000, 2)).x
+    assert torch.allclose(x.mean(0), m, atol=0.03)
+    assert torch.allclose(x.var(0), torch.full((2,), v), rtol=0.08)
+
+
+class ConstantEnergy(torch.nn.Module):
+    def __init__(self, value):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.value = value
+
+    def energy(self, x, t=None, y=None):
+        return self.w * x.sum(1) + self.value
+
+
+def test_drifting_energy_is_a_problem():
+    cd = ContrastiveDivergence(buffer=ReplayBuffer(100, (2,), reinit=0.05, box=(-1.0, 1.0), seed=0), steps=2,
+                               step=0.01, noise=0.1)  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    assert cd(ConstantEnergy(0.5), torch.randn(8, 2), None, g).problem is None
+    out = cd(ConstantEnergy(25.0), torch.randn(8, 2), None, g)
+    assert "drifted to 25" in out.problem and "--energy-reg" in out.problem
+
+
+def test_training_stops_when_the_energy_drifts(tmp_path, monkeypatch):
+    monkeypatch.setattr("energen.contrastive.MAX_ENERGY", 0.0)
+    with pytest.raises(TrainingDiverged, match="at step 1: the data energy drifted"):
+        train(tiny_config(method="cd", langevin_steps=2), tmp_path / "r", progress=False)
+    assert not (tmp_path / "r" / "model.safetensors").exists()  # no checkpoint of a diverged model
+
+
+def test_icd_kl_reaches_the_parameters_only_through_the_sampler():
+    torch.manual_seed(0)
+    model = ScalarEnergy(MLP(NetSpec((2,), scalar=True), width=16, depth=1))
+    x = torch.randn(32, 2)
+    grads = {}
+    for kl in (0.0, 1.0):
+        buf = ReplayBuffer(100, (2,), reinit=0.05, box=(-2.0, 2.0), seed=0)
+        cd = ContrastiveDivergence(buffer=buf, steps=3, step=0.05, noise=0.1, kl=kl)
+        out = cd(model, x, None, torch.Generator().manual_seed(0))
+        model.zero_grad()
+        out.per_sample.mean().backward()
+        grads[kl] = torch.cat([p.grad.flatten() for p in model.parameters()])
+        assert all(p.requires_grad for p in model.parameters())
+    assert not torch.allclose(grads[0.0], grads[1.0])  # the KL term adds gradient (through x_K)
+
+
+def test_entropy_term_and_augmentation():
+    img = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(50, 1, 1, 1)
+    moved = shift_images(img, torch.Generator().manual_seed(0))
+    assert moved.shape == img.shape and (moved != img).any(dim=(1, 2, 3)).float().mean() > 0.5
+    model = ScalarEnergy(MLP(NetSpec((1, 4, 4), scalar=True), width=16, depth=1))
+    buf = ReplayBuffer(500, (1, 4, 4), reinit=0.05, box=(-1.0, 1.0), seed=0)
+    buf.push(torch.randn(200, 1, 4, 4))
+    cd = ContrastiveDivergence(buffer=buf, steps=3, step=0.05, noise=0.1, entropy=0.3, augment=True)
+    out = cd(model, torch.randn(64, 1, 4, 4), None, torch.Generator().manual_seed(0))
+    assert torch.isfinite(out.per_sample).all() and "nn_log_dist" in out.stats
+
+
+def test_cd_run_samples_and_has_an_energy(tmp_path):
+    d = tmp_path / "cd"
+    train(tiny_config(method="cd", langevin_steps=3, conditional=False, spectral_norm=True), d, progress=False)
+    run = Run(d)
+    assert run.default_sampler.sampler == "langevin" and run.default_sampler.steps == 30
+    x, _ = run.sample(16, seed=0)
+    assert x.shape == (16, 2) and torch.isfinite(x).all()
+    assert run.energy(x).shape == (16,)
+    for sampler in ("gd", "nag", "ode"):  # every shared sampler takes the energy's field
+        assert (
+            main(["sample", str(d), "--n", "8", "--sampler", sampler, "--out", str(tmp_path / f"{sampler}.npy")]) == 0
+        )
+
+
+def test_cd_cli_errors(tmp_path, capsys):
+    assert main(["train", "--method", "cd", "--icd-augment", "--out", str(tmp_path / "a"), "--steps", "2"]) == 2
+    assert "--icd-augment shifts images; the data are not images" in capsys.readouterr().err
+    assert main(["train", "--method", "cd", "--buffer-reinit", "2", "--out", str(tmp_path / "b")]) == 2
+    assert "buffer-reinit must be in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
