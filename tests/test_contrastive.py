@@ -5,7 +5,7 @@ from conftest import tiny_config
 from energen import Run, train
 from energen.cli import main
 from energen.contrastive import ContrastiveDivergence, ReplayBuffer, shift_images
-from energen.errors import TrainingDiverged
+from energen.errors import ConfigError, TrainingDiverged
 from energen.fields import EnergyField
 from energen.networks import MLP, NetSpec, ScalarEnergy
 
@@ -116,10 +116,18 @@ def test_cd_run_samples_and_has_an_energy(tmp_path):
     x, _ = run.sample(16, seed=0)
     assert x.shape == (16, 2) and torch.isfinite(x).all()
     assert run.energy(x).shape == (16,)
+    xb, _ = run.sample(16, seed=0, start="buffer", batch_size=5)  # chains from the replay buffer
+    assert xb.shape == (16, 2) and torch.isfinite(xb).all()
+    assert torch.equal(xb, run.sample(16, seed=0, start="buffer")[0])
     for sampler in ("gd", "nag", "ode"):  # every shared sampler takes the energy's field
         assert (
             main(["sample", str(d), "--n", "8", "--sampler", sampler, "--out", str(tmp_path / f"{sampler}.npy")]) == 0
         )
+
+
+def test_buffer_start_needs_a_cd_run(tiny_run):
+    with pytest.raises(ConfigError, match="only cd runs keep a replay buffer"):
+        Run(tiny_run).sample(4, start="buffer")
 
 
 def test_cd_cli_errors(tmp_path, capsys):

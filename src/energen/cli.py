@@ -151,7 +151,7 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     if a.cfg is not None and a.label is None:
         raise ConfigError("--cfg needs --class")
     x, o = run.sample(a.n, seed=a.seed, settings=new, label=a.label, cfg_scale=1.0 if a.cfg is None else a.cfg,
-                      batch_size=a.batch_size)  # fmt: skip
+                      batch_size=a.batch_size, start=a.start)  # fmt: skip
     if out.suffix == "" and out.exists() and a.overwrite:
         for f in out.glob("*.png"):
             f.unlink()
@@ -236,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="recovery sampler: Langevin steps per level (step size rescaled by sqrt(K_train/K))",
     )
     s.add_argument("--temperature", type=_nonneg_float, help="noise multiplier of langevin and recovery (default 1)")
+    s.add_argument("--start", choices=["noise", "buffer"], default="noise",
+                   help="where chains start: Gaussian noise, or the replay buffer of a cd run")  # fmt: skip
     s.add_argument("--step-size", type=_positive_float, help="step size eta")
     s.add_argument("--tol", type=_positive_float, help="adaptive stopping: stop a sample when RMS(field) < TOL")
     s.add_argument("--momentum", type=float, help="Nesterov momentum (nag), default 0.3")

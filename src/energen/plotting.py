@@ -1,6 +1,7 @@
 """Pictures of a trained run.
 
-- 2-D data: the learned landscape (EqM-E: contours of the energy; DRL/CDRL: the density exp(-E) of level 0;
+- 2-D data: the learned landscape (EqM-E: contours of the energy; DRL/CDRL: the density exp(-E) of level 0; CD:
+  the density exp(-E/T) at its chains' temperature;
   EqM: the RMS of the equilibrium field with its streamlines; flow matching: the velocity at t = 0.9) and,
   beside it, samples.
 - Images: a grid of samples.
@@ -65,11 +66,13 @@ def plot_run(run: Run, out: str | Path, *, n: int = 2000, seed: int = 0) -> None
     scale = torch.tensor(info.scale)
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     ax = axes[0]
-    if run.is_recovery:  # the paper's checkerboard figure: the grid-normalised density exp(-E_0)
+    temp = run.default_sampler.temperature**2  # Langevin with noise tau*s samples exp(-E / tau^2)
+    if run.method.native_sampler in ("recovery", "langevin") and temp > 0:  # the grid-normalised density
         e = run.energy(pts).double()
-        dens = torch.softmax(-e, 0).reshape(gx.shape).numpy()
+        dens = torch.softmax(-e / temp, 0).reshape(gx.shape).numpy()
         ax.imshow(dens, extent=(g[0], g[-1], g[0], g[-1]), origin="lower", cmap="viridis")
-        ax.set_title(f"{run.cfg.method}: learned density exp(-E) at level 0")
+        where = " at level 0" if run.is_recovery else ""
+        ax.set_title(f"{run.cfg.method}: learned density exp(-E{'' if temp == 1 else f' / {temp:.3g}'}){where}")
     elif run.has_energy:
         e = run.energy(pts).reshape(gx.shape).numpy()
         ax.contourf(gx, gy, e - e.min(), levels=40, cmap="viridis")

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .checkpoint import load_export, read_json
+from .checkpoint import load_export, load_resume, read_json
 from .config import TrainConfig, saved_config
 from .data import DataInfo
 from .errors import CheckpointError, ConfigError
@@ -114,14 +114,29 @@ class Run:
                 raise ConfigError(f"method {self.cfg.method!r} has no noise levels; use level 0")
             return self.model.energy(z, None, y)
 
+    def buffer(self) -> Tensor:
+        """The replay buffer of a cd run's latest resume state, shape (N, ...), normalised coordinates."""
+        if self.cfg.method != "cd":
+            raise ConfigError(f"only cd runs keep a replay buffer, not {self.cfg.method!r}")
+        if not (self.dir / "resume.json").exists():
+            raise ConfigError(f"{self.dir} has no resume state, so no replay buffer")
+        data = load_resume(self.dir).objective.get("data")
+        if data is None or len(data) == 0:
+            raise CheckpointError(f"{self.dir}: the resume state holds no replay buffer")
+        return data
+
     def guided_field(self, scale: float) -> Field:
         if self.num_classes == 0:
             raise ConfigError("this run is unconditional; train with --conditional to sample a class")
         return GuidedField(self.field, scale=scale, null_label=self.num_classes)
 
     def sample(self, n: int, *, seed: int = 0, settings: SamplerSettings | None = None, label: int | None = None,
-               cfg_scale: float = 1.0, batch_size: int = 1000, record=()) -> tuple[Tensor, SamplerOutput]:  # fmt: skip
+               cfg_scale: float = 1.0, batch_size: int = 1000, record=(),
+               start: str = "noise") -> tuple[Tensor, SamplerOutput]:  # fmt: skip
         """Draw ``n`` samples; sample ``i`` uses the noise stream seeded ``seed + i`` (batch-size invariant).
+
+        ``start``: ``"noise"`` (a standard normal draw) or ``"buffer"`` (cd runs: chains start from points
+        of the training replay buffer, drawn with replacement by a generator seeded ``seed``).
 
         Returns samples in data coordinates, model layout, and the sampler outputs of all batches merged:
         ``steps`` and ``field_norm`` per sample, ``snapshots`` in data coordinates, and ``nfe`` summed
@@ -141,12 +156,20 @@ class Run:
                 return chain(x0, y, noise=noise)
         else:
             sampler = settings.build(record=record)
+        if start not in ("noise", "buffer"):
+            raise ConfigError(f"start must be 'noise' or 'buffer', got {start!r}")
+        init = None
+        if start == "buffer":
+            buf = self.buffer()
+            init = buf[torch.randint(0, len(buf), (n,), generator=torch.Generator().manual_seed(seed))]
         fld = self.field if label is None else self.guided_field(cfg_scale)
         xs, steps, norms, snaps, nfe = [], [], [], {}, 0
-        for start in range(0, n, batch_size):
-            seeds = range(seed + start, seed + min(n, start + batch_size))
+        for lo in range(0, n, batch_size):
+            seeds = range(seed + lo, seed + min(n, lo + batch_size))
             noise = PerSampleNoise(seeds, self.info.shape, device=self.device)
             x0 = noise(range(len(seeds)))  # the start; later draws of the same streams feed the sampler
+            if init is not None:
+                x0 = init[lo : lo + len(seeds)].to(self.device)
             y = None if label is None else torch.full((len(x0),), label, dtype=torch.long, device=self.device)
             out = sampler(fld, x0, y, noise=noise)
             xs.append(self.info.denormalize(out.x).cpu())
