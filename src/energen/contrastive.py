@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .fields import EnergyField
-from .objectives import LossOutput
+from .objectives import LossOutput, drop_labels
 from .samplers import Langevin
 
 MAX_ENERGY = 10.0  # |mean E(x+)| beyond which training has diverged (the ICD code's abort rule)
@@ -95,7 +95,7 @@ class ReplayBuffer:
             self.data[slot] = row
             self.seen += 1
 
-    def recent(self, n: int) -> Tensor:
+    def draw(self, n: int) -> Tensor:
         """``n`` random points of the buffer (all it holds if fewer)."""
         idx = torch.randperm(self.count, generator=self.generator)[:n]
         return self.data[idx]
@@ -165,9 +165,7 @@ class ContrastiveDivergence:
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None, generator: torch.Generator) -> LossOutput:
         n, dev = x.shape[0], x.device
-        if y is not None and self.num_classes > 0:
-            drop = torch.rand(n, generator=generator).to(dev) < self.label_dropout
-            y = torch.where(drop, torch.full_like(y, self.num_classes), y)
+        y = drop_labels(y, self.label_dropout, self.num_classes, generator)
         x0, fresh = self.buffer.sample(n)
         if self.augment:
             x0 = torch.where(fresh.reshape(-1, *[1] * (x.dim() - 1)), x0, shift_images(x0, self.buffer.generator))
@@ -184,11 +182,11 @@ class ContrastiveDivergence:
         x_neg = out.x
         x_kl = None
         if icd:  # the last step again, with its graph: x_K as a function of theta
-            xk = x_neg.detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(model.energy(xk, None, y).sum(), xk, create_graph=True)
+            xk = x_neg.detach()
+            f = EnergyField(model.energy, create_graph=True)(xk, None, y)  # -grad E, differentiable in theta
             if self.grad_clip is not None:
-                g = g.clamp(-self.grad_clip, self.grad_clip)
-            x_kl = xk - self.step * g + self.noise * randn(torch.arange(n))
+                f = f.clamp(-self.grad_clip, self.grad_clip)
+            x_kl = xk + self.step * f + self.noise * randn(torch.arange(n))
             if self.clamp is not None:
                 x_kl = x_kl.clamp(*self.clamp)
             x_neg = x_kl.detach()
@@ -209,7 +207,7 @@ class ContrastiveDivergence:
             per_sample = per_sample + self.kl * e_kl
             stats["kl"] = e_kl.mean().item()
         if self.entropy > 0 and self.buffer.count >= 100:
-            ref = self.buffer.recent(100).to(dev)
+            ref = self.buffer.draw(100).to(dev)
             d = torch.cdist(x_kl.reshape(n, -1), ref.reshape(len(ref), -1)).min(dim=1).values
             nn_log = torch.log(d + 1e-8)
             per_sample = per_sample - self.entropy * nn_log

@@ -58,16 +58,16 @@ class Method:
         return ExplicitEnergy(net, cfg.energy) if self.explicit_energy else net
 
     def objective(self, cfg: TrainConfig, num_classes: int, info: DataInfo) -> FieldMatching:
+        if cfg.c_a is None or cfg.gamma_power is None:
+            raise ValueError("c_a/gamma_power unresolved: pass the config through energen.training.resolve_config")
         if self.horizon_is_time:
             weighting = Constant(1.0)
         else:
-            if cfg.c_a is None:
-                raise ValueError("c_a is unresolved: pass the config through energen.training.resolve_config")
             kw = {"scale": cfg.c_scale} | ({"a": cfg.c_a} if cfg.c_schedule == "truncated" else {})
             weighting = WEIGHTINGS.get(cfg.c_schedule)(**kw)
         return FieldMatching(
             weighting=weighting, time_conditioned=self.time_conditioned, label_dropout=cfg.label_dropout,
-            num_classes=num_classes, dispersive=cfg.dispersive, gamma_power=cfg.gamma_power or 1.0,
+            num_classes=num_classes, dispersive=cfg.dispersive, gamma_power=cfg.gamma_power,
         )  # fmt: skip
 
 
@@ -148,8 +148,8 @@ class ContrastiveMethod(Method):
 
 
 def data_box(info: DataInfo) -> tuple[float, float]:
-    """The data's value range in normalised coordinates, widened by 10% (vectors: the box holding every
-    dimension's range)."""
+    """The data's value range in normalised coordinates: images as they are; vectors the box holding every
+    dimension's range, widened by 5% of its width on each side."""
     lo = [(info.lo - s) / c for s, c in zip(info.shift, info.scale, strict=True)]
     hi = [(info.hi - s) / c for s, c in zip(info.shift, info.scale, strict=True)]
     a, b = min(lo), max(hi)

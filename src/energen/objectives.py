@@ -30,6 +30,15 @@ class LossOutput:
     problem: str | None = None
 
 
+def drop_labels(y: Tensor | None, p: float, num_classes: int, generator: torch.Generator) -> Tensor | None:
+    """Classifier-free guidance training: each label replaced by the null label ``num_classes`` with
+    probability ``p`` (unconditional models and unlabelled batches pass through)."""
+    if y is None or num_classes == 0:
+        return y
+    drop = torch.rand(len(y), generator=generator).to(y.device) < p
+    return torch.where(drop, torch.full_like(y, num_classes), y)
+
+
 def dispersive_loss(z: Tensor) -> Tensor:
     r"""InfoNCE-L2 dispersive loss (Wang & He, 2025) on features z of shape (B, ...):
     :math:`\log \operatorname{mean}_{i,j} \exp(-\|z_i - z_j\|^2 / D)`, over all pairs including i = j.
@@ -70,9 +79,7 @@ class FieldMatching:
         n = x.shape[0]
         eps = torch.randn(x.shape, generator=generator).to(x.device)
         gamma = torch.rand(n, generator=generator).pow(1 / self.gamma_power).to(x.device)
-        if y is not None and self.num_classes > 0:
-            drop = torch.rand(n, generator=generator).to(x.device) < self.label_dropout
-            y = torch.where(drop, torch.full_like(y, self.num_classes), y)
+        y = drop_labels(y, self.label_dropout, self.num_classes, generator)
         ps = self.path.sample(x, eps, gamma)
         target = ps.velocity * expand_like(self.weighting(gamma), x)
         pred = model(ps.x_t, gamma if self.time_conditioned else None, y)

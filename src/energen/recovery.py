@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from .fields import EnergyField
-from .objectives import LossOutput
+from .objectives import LossOutput, drop_labels
 from .samplers import Langevin, NoiseSource, SamplerOutput
 from .utils import expand_like, rms_flat, sum_flat
 
@@ -185,9 +185,7 @@ class RecoveryLikelihood:
             x_next = expand_like(lv.abar[i + 1].sqrt(), x) * x + expand_like(lv.sigma_bar[i + 1], x) * eps
         else:
             x_next = expand_like(lv.alpha_true[i], x) * x_i + expand_like(lv.sigma[i], x) * randn()
-        if y is not None and self.num_classes > 0:
-            drop = torch.rand(n, generator=generator).to(dev) < self.label_dropout
-            y = torch.where(drop, torch.full_like(y, self.num_classes), y)
+        y = drop_labels(y, self.label_dropout, self.num_classes, generator)
         y_pos = expand_like(lv.alpha[i], x) * x_i
         y0 = model.propose(x_next, i, y)
         if model.initializer is not None:
