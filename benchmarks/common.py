@@ -66,3 +66,12 @@ def class_samples(run: Run, cfg_scale: float, n: int = 200):
     """Yield ``(c, samples of class c)`` for the ten digit classes, class c seeded ``1000 * c``."""
     for c in range(10):
         yield c, run.sample(n, seed=1000 * c, label=c, cfg_scale=cfg_scale)[0]
+
+
+def class_accuracy(run: Run, clf, cfg_scale: float) -> tuple[float, torch.Tensor]:
+    """Mean accuracy under ``clf`` of guided samples of each digit class, and ten samples of each (a grid)."""
+    accs, grid = [], []
+    for c, x in class_samples(run, cfg_scale):
+        accs.append(float((clf.predict(x) == c).mean()))
+        grid.append(x[:10])
+    return float(np.mean(accs)), torch.cat(grid)

@@ -16,9 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-import torch
-from common import class_samples, digits_args, save_digit_grid, trained
+from common import class_accuracy, digits_args, save_digit_grid, trained
 
 from energen import Run
 from energen.data import load_dataset
@@ -55,9 +53,6 @@ for method in ("eqm", "fm"):
 print("\n| method | cfg | class accuracy |\n|---|---|---|")
 for method, run in runs.items():
     for w in a.cfg:
-        accs, grid = [], []
-        for c, x in class_samples(run, w):
-            accs.append(float((clf.predict(x) == c).mean()))
-            grid.append(x[:10])
-        print(f"| {method} | {w:g} | {np.mean(accs):.3f} |", flush=True)
-        save_grid(torch.cat(grid), f"digits-{method}-cond-cfg{w:g}")
+        acc, grid = class_accuracy(run, clf, w)
+        print(f"| {method} | {w:g} | {acc:.3f} |", flush=True)
+        save_grid(grid, f"digits-{method}-cond-cfg{w:g}")

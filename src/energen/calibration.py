@@ -42,7 +42,7 @@ def calibrate(run_dir: str | Path, dataset: Dataset, *, n: int = 1000, seed: int
     """
     run = Run(run_dir)
     if run.method.horizon_is_time or run.method.native_sampler != "gd":  # their budget is fixed by the method
-        settings = default_sampler(run.method, run.cfg)
+        settings = default_sampler(run.method, run.cfg, run.info)
         atomic_write_json(run.dir / "sampler.json", settings.to_json())
         return settings
     ref, _ = dataset.reference(max(n, 5000))

@@ -35,6 +35,8 @@ TRAIN_HELP = {
     "c_a": "truncation point a of the truncated c(gamma) (default: 0.95 for data of dimension <= 16, else 0.8)",
     "gamma_power": "eqm/eqm-e/fm: draw gamma with density p*gamma^(p-1) (1: uniform; 2: more weight near the data)",
     "ema_halflife_samples": "EMA half-life in samples",
+    "adam_beta1": "Adam's beta1 (momentum; default: 0 for cd as IGEBM/ICD, 0.9 otherwise)",
+    "adam_beta2": "Adam's beta2",
     "calibrate": "choose the default sampler budget on held-out data after training",
     "levels": "drl/cdrl: number of noise levels",
     "langevin_steps": "drl/cdrl/cd: Langevin steps (per level) in training (default: cdrl 15, drl 30, cd 20)",
@@ -44,11 +46,12 @@ TRAIN_HELP = {
     "langevin_step": "cd: gradient step eta of the chains, x <- x - eta grad E + sigma z",
     "langevin_noise": "cd: noise std sigma of the chains (default: sqrt(2 eta), exact Langevin)",
     "langevin_clip": "cd: clip each element of grad E to [-C, C] (IGEBM), default off",
+    "langevin_clamp": "cd: clamp chains to the data's value range (default: on for images, off for vectors)",
     "buffer_size": "cd: replay buffer capacity",
     "buffer_reinit": "cd: fraction of chains started from uniform noise instead of the buffer",
     "buffer_reservoir": "cd: reservoir buffer (uniform over history) instead of a ring of the latest",
     "energy_reg": "cd: weight alpha of the energy regulariser alpha (E(x+)^2 + E(x-)^2)",
-    "spectral_norm": "cd: spectral normalisation on all layers but the last",
+    "spectral_norm": "cd: spectral normalisation on all layers but the last (default on)",
     "icd_kl": "cd: Improved CD KL term through the last Langevin step (weight; 0 off, ICD 1)",
     "icd_entropy": "cd: Improved CD nearest-neighbour entropy term (weight; 0 off, ICD 0.3)",
     "icd_augment": "cd: Improved CD augmentation transitions (one-pixel shifts of buffer images)",
@@ -171,7 +174,7 @@ def _switch_family(run, sampler: str):
     from .sampling import SamplerSettings, default_sampler
 
     if sampler == "recovery":  # Run.sample refuses it for a run of another method
-        return default_sampler(run.method, run.cfg)
+        return default_sampler(run.method, run.cfg, run.info)
     s0 = float(run.model.levels.step[0])
     return SamplerSettings(sampler=sampler, steps=100, step_size=s0 if sampler == "langevin" else s0**2 / 2)
 

@@ -38,14 +38,16 @@ class TrainConfig:
     init_lr: float | None = None  # the initializer's learning rate (None: lr)
     data_scale: float | None = None  # the diffusion runs on data_scale * normalised data (4 for dim <= 16, else 1)
     # contrastive divergence (cd): chains x <- x - step grad E + noise z from a replay buffer
-    langevin_step: float = 0.005  # eta, the gradient step
-    langevin_noise: float | None = None  # sigma; None: sqrt(2 eta), exact Langevin at temperature 1
-    langevin_clip: float | None = None  # per-element clip of grad E (IGEBM), None: off
+    # None: chosen from the data (see ContrastiveMethod.resolve)
+    langevin_step: float | None = None  # eta, the gradient step
+    langevin_noise: float | None = None  # sigma; vectors sqrt(2 eta) (exact Langevin at temperature 1)
+    langevin_clip: float | None = None  # per-element clip of grad E (IGEBM), 0: off
+    langevin_clamp: bool | None = None  # clamp chains to the data's box; None: images yes, vectors no
     buffer_size: int = 10_000
     buffer_reinit: float = 0.05  # fraction of chains started from uniform noise in the data's box
     buffer_reservoir: bool = False  # reservoir (uniform over history) instead of a ring of the latest
-    energy_reg: float = 1.0  # alpha of alpha (E(x+)^2 + E(x-)^2)
-    spectral_norm: bool = False
+    energy_reg: float | None = None  # alpha of alpha (E(x+)^2 + E(x-)^2)
+    spectral_norm: bool | None = None  # None: on (cd)
     icd_kl: float = 0.0  # Improved CD: weight of the KL term through the last Langevin step
     icd_entropy: float = 0.0  # Improved CD: weight of the nearest-neighbour entropy term (ICD: 0.3)
     icd_augment: bool = False  # Improved CD: shift buffer images before their chains (images only)
@@ -53,6 +55,8 @@ class TrainConfig:
     steps: int = 4000
     batch_size: int = 256
     lr: float = 1e-3
+    adam_beta1: float | None = None  # Adam's momentum; None: 0 for cd (IGEBM, ICD), else 0.9
+    adam_beta2: float = 0.999
     weight_decay: float = 0.0
     warmup_samples: int = 25_600
     grad_clip: float = 1.0
@@ -83,6 +87,8 @@ class TrainConfig:
             (self.steps >= 1, "steps must be >= 1"),
             (self.batch_size >= 1, "batch-size must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
+            (self.adam_beta1 is None or 0 <= self.adam_beta1 < 1, "adam-beta1 must be in [0, 1)"),
+            (0 <= self.adam_beta2 < 1, "adam-beta2 must be in [0, 1)"),
             (self.weight_decay >= 0, "weight-decay must be >= 0"),
             (self.warmup_samples >= 0, "warmup-samples must be >= 0"),
             (self.grad_clip >= 0, "grad-clip must be >= 0 (0 disables clipping)"),
@@ -100,12 +106,12 @@ class TrainConfig:
             (self.levels >= 2, "levels must be >= 2"),
             (self.langevin_steps is None or self.langevin_steps >= 1, "langevin-steps must be >= 1"),
             (self.langevin_b2 is None or self.langevin_b2 > 0, "langevin-b2 must be > 0"),
-            (self.langevin_step > 0, "langevin-step must be > 0"),
+            (self.langevin_step is None or self.langevin_step > 0, "langevin-step must be > 0"),
             (self.langevin_noise is None or self.langevin_noise >= 0, "langevin-noise must be >= 0"),
-            (self.langevin_clip is None or self.langevin_clip > 0, "langevin-clip must be > 0"),
+            (self.langevin_clip is None or self.langevin_clip >= 0, "langevin-clip must be >= 0 (0: off)"),
             (self.buffer_size >= 1, "buffer-size must be >= 1"),
             (0 <= self.buffer_reinit <= 1, "buffer-reinit must be in [0, 1]"),
-            (self.energy_reg >= 0, "energy-reg must be >= 0"),
+            (self.energy_reg is None or self.energy_reg >= 0, "energy-reg must be >= 0"),
             (self.icd_kl >= 0 and self.icd_entropy >= 0, "icd-kl and icd-entropy must be >= 0"),
             (self.init_lr is None or self.init_lr > 0, "init-lr must be > 0"),
             (self.data_scale is None or self.data_scale > 0, "data-scale must be > 0"),
@@ -147,6 +153,9 @@ def saved_config(run_dir: Path) -> TrainConfig:
     d = read_json(run_dir / "config.json")
     if isinstance(d, dict):
         d.setdefault("gamma_power", 1.0)
+        d.setdefault("adam_beta1", 0.9)
+        if d.get("method") == "cd" and "langevin_clamp" not in d:  # before data-dependent cd defaults
+            d |= {"langevin_clamp": True, "langevin_clip": d.get("langevin_clip") or 0.0}
     return TrainConfig.from_dict(d, where=str(run_dir / "config.json"))
 
 

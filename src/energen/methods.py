@@ -46,7 +46,7 @@ class Method:
             cfg = replace(cfg, c_a=default_truncation(data_shape))
         if cfg.gamma_power is None:
             cfg = replace(cfg, gamma_power=1.0 if self.horizon_is_time else 2.0)
-        return cfg
+        return _fill(cfg, adam_beta1=0.9)
 
     def param_groups(self, model: nn.Module, cfg: TrainConfig) -> list[dict]:
         """Optimiser parameter groups; each group's gradient norm is clipped separately."""
@@ -89,7 +89,7 @@ class RecoveryMethod(Method):
         # standardised low-dimensional data are scaled by 4 to sit at the same signal-to-noise ratios.
         defaults = {"langevin_steps": 15 if self.cooperative else 30, "langevin_b2": b2, "pairing": self.cooperative,
                     "data_scale": 4.0 if low_dim else 1.0}  # fmt: skip
-        return replace(cfg, **{k: v for k, v in defaults.items() if getattr(cfg, k) is None})
+        return _fill(cfg, adam_beta1=0.9, **defaults)
 
     def param_groups(self, model: nn.Module, cfg: TrainConfig) -> list[dict]:
         groups = [{"params": list(model.ebm.parameters()), "lr": cfg.lr, "name": "ebm"}]
@@ -115,6 +115,10 @@ class RecoveryMethod(Method):
                                   label_dropout=cfg.label_dropout, num_classes=num_classes)  # fmt: skip
 
 
+VECTOR_STEP = 0.002  # cd on vectors: the chains' gradient step eta
+VECTOR_ENERGY_REG = 0.01  # cd on vectors: alpha
+
+
 @dataclass(frozen=True)
 class ContrastiveMethod(Method):
     """Contrastive divergence (IGEBM, Improved CD): a scalar energy, Langevin negatives from a replay buffer."""
@@ -127,24 +131,44 @@ class ContrastiveMethod(Method):
     def resolve(self, cfg: TrainConfig, data_shape: tuple[int, ...]) -> TrainConfig:
         if cfg.icd_augment and len(data_shape) != 3:
             raise ConfigError("--icd-augment shifts images; the data are not images")
-        return replace(cfg, langevin_steps=20) if cfg.langevin_steps is None else cfg
+        if len(data_shape) == 3:
+            # IGEBM's chain (step 10, gradient clip 0.01, noise 0.005 on [0, 1] pixels) on energen's [-1, 1]
+            # pixels: nearly noiseless clipped gradient descent, a pixel moving at most 0.2 a step; alpha 1
+            chain = {"langevin_step": 40.0, "langevin_noise": 0.01, "langevin_clip": 0.005, "langevin_clamp": True,
+                     "energy_reg": 1.0}  # fmt: skip
+        else:
+            # exact Langevin (temperature 1) with a step small beside the modes of standardised data, no clamp
+            # (chains stuck at a box edge drive the energy gap up), and a weak alpha: alpha pulls every energy
+            # towards 0, and at IGEBM's 1 the learned modes come out several times too wide (README, Results)
+            eta = cfg.langevin_step or VECTOR_STEP
+            chain = {"langevin_step": eta, "langevin_noise": math.sqrt(2 * eta), "langevin_clip": 0.0,
+                     "langevin_clamp": False, "energy_reg": VECTOR_ENERGY_REG}  # fmt: skip
+        # Adam without momentum, as IGEBM and ICD train their energies: the negatives move with the model.
+        # Spectral norm as IGEBM: without it the 2-D energies grow sharp wells and the gap runs away
+        return _fill(cfg, langevin_steps=20, adam_beta1=0.0, spectral_norm=True, **chain)
 
     def build_model(self, cfg: TrainConfig, data_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         net = MODELS.get(cfg.model)(NetSpec(tuple(data_shape), num_classes=num_classes, scalar=True))
         return ScalarEnergy(spectral_normalise(net) if cfg.spectral_norm else net)
 
     def objective(self, cfg: TrainConfig, num_classes: int, info: DataInfo) -> ContrastiveDivergence:
-        if cfg.langevin_steps is None:
+        if None in (cfg.langevin_steps, cfg.langevin_step, cfg.langevin_noise, cfg.langevin_clip, cfg.langevin_clamp,
+                    cfg.energy_reg):  # fmt: skip
             raise ValueError("unresolved cd options: pass the config through energen.training.resolve_config")
         box = data_box(info)
         buffer = ReplayBuffer(cfg.buffer_size, info.shape, reinit=cfg.buffer_reinit, box=box, seed=cfg.seed,
                               reservoir=cfg.buffer_reservoir)  # fmt: skip
-        noise = math.sqrt(2 * cfg.langevin_step) if cfg.langevin_noise is None else cfg.langevin_noise
         return ContrastiveDivergence(
-            buffer=buffer, steps=cfg.langevin_steps, step=cfg.langevin_step, noise=noise, grad_clip=cfg.langevin_clip,
-            clamp=box, energy_reg=cfg.energy_reg, kl=cfg.icd_kl, entropy=cfg.icd_entropy, augment=cfg.icd_augment,
+            buffer=buffer, steps=cfg.langevin_steps, step=cfg.langevin_step, noise=cfg.langevin_noise,
+            grad_clip=cfg.langevin_clip or None, clamp=box if cfg.langevin_clamp else None, energy_reg=cfg.energy_reg,
+            kl=cfg.icd_kl, entropy=cfg.icd_entropy, augment=cfg.icd_augment,
             label_dropout=cfg.label_dropout, num_classes=num_classes,
         )  # fmt: skip
+
+
+def _fill(cfg: TrainConfig, **defaults) -> TrainConfig:
+    """``cfg`` with its ``None`` fields among ``defaults`` set to the default."""
+    return replace(cfg, **{k: v for k, v in defaults.items() if getattr(cfg, k) is None})
 
 
 def data_box(info: DataInfo) -> tuple[float, float]:

@@ -18,7 +18,7 @@ from .config import TrainConfig, saved_config
 from .data import DataInfo
 from .errors import CheckpointError, ConfigError
 from .fields import Field, GuidedField
-from .methods import METHODS, Method
+from .methods import METHODS, Method, data_box
 from .networks import ExplicitEnergy, ScalarEnergy
 from .recovery import AncestralSampler, RecoveryModel
 from .samplers import SAMPLERS, SamplerOutput
@@ -37,6 +37,8 @@ class SamplerSettings:
     noise: float = 0.0
     ode_method: str = "heun2"
     temperature: float = 1.0  # langevin and recovery: the noise multiplier (1: exact Langevin)
+    grad_clip: float | None = None  # langevin: per-element clip of the field (cd on images, as in training)
+    clamp: list[float] | None = None  # langevin: (lo, hi) to clamp the points to, normalised coordinates
     extra: dict = field(default_factory=dict)
 
     def build(self, record=()):
@@ -45,8 +47,9 @@ class SamplerSettings:
             raise ConfigError("sampler 'recovery' runs through the noise levels of a drl/cdrl run only")
         SAMPLERS.get(self.sampler)
         if self.sampler == "langevin":
+            kw = dict(grad_clip=self.grad_clip, clamp=None if self.clamp is None else tuple(self.clamp))
             return SAMPLERS.get("langevin")(steps=self.steps, step_size=self.step_size, temperature=self.temperature,
-                                            tol=self.tol, record=record)  # fmt: skip
+                                            tol=self.tol, record=record, **kw)  # fmt: skip
         if self.sampler == "ode":
             return SAMPLERS.get("ode")(method=self.ode_method, steps=self.steps, horizon=self.steps * self.step_size)
         kw = dict(steps=self.steps, step_size=self.step_size, tol=self.tol, noise=self.noise, record=record)
@@ -80,7 +83,7 @@ class Run:
         self.model.to(self.device).eval().requires_grad_(False)
         path = self.dir / "sampler.json"
         self.default_sampler = (SamplerSettings(**read_json(path)) if path.exists()
-                                else default_sampler(self.method, self.cfg))  # fmt: skip
+                                else default_sampler(self.method, self.cfg, self.info))  # fmt: skip
 
     @property
     def field(self) -> Field:
@@ -183,14 +186,16 @@ class Run:
         return merged.x, merged
 
 
-def default_sampler(method: Method, cfg: TrainConfig) -> SamplerSettings:
+def default_sampler(method: Method, cfg: TrainConfig, info: DataInfo) -> SamplerSettings:
     """Settings used before (or without) calibration."""
     if method.native_sampler == "recovery":
         return SamplerSettings(sampler="recovery", steps=cfg.langevin_steps, step_size=1.0)
-    if method.native_sampler == "langevin":  # cd: the training chain's step and noise, 10x its length, from noise
+    if method.native_sampler == "langevin":  # cd: the training chain, 10x its length, from noise
         s = math.sqrt(2 * cfg.langevin_step)
-        noise = s if cfg.langevin_noise is None else cfg.langevin_noise
-        return SamplerSettings(sampler="langevin", steps=10 * cfg.langevin_steps, step_size=s, temperature=noise / s)
+        noise = s if cfg.langevin_noise is None else cfg.langevin_noise  # None: a run saved before cd's defaults
+        return SamplerSettings(sampler="langevin", steps=10 * cfg.langevin_steps, step_size=s, temperature=noise / s,
+                               grad_clip=cfg.langevin_clip or None,
+                               clamp=list(data_box(info)) if cfg.langevin_clamp else None)  # fmt: skip
     if method.horizon_is_time:
         return SamplerSettings(sampler="gd", steps=100, step_size=0.01)
     return SamplerSettings(sampler="gd", steps=100, step_size=0.005)
