@@ -1,4 +1,5 @@
-"""The ``energen`` command line: train, sample, eval, plot, demo.
+"""The ``energen`` command line: train, sample, eval, plot, demo, and the tasks: denoise, inpaint, ood,
+compose, translate.
 
 Parsing is strict: an unknown flag or a bad value prints one line and exits with status 2 (argparse's
 convention). Problems with files, data or checkpoints print ``energen: error: ...`` and exit non-zero
@@ -126,14 +127,9 @@ def _check_new_output(out: Path, overwrite: bool, suffixes: tuple[str, ...], all
         raise ConfigError(f"--out {str(out)!r} already exists; choose another path (or pass --overwrite)")
 
 
-def _cmd_sample(a: argparse.Namespace) -> int:
-    from .data import write_samples
-    from .sampling import Run
-
-    out = Path(a.out)
-    _check_new_output(out, a.overwrite, (".npy", ".npz"), allow_dir=True)
-    run = Run(a.run_dir, device=a.device)
-    settings = replace(run.default_sampler, extra={})
+def _sampler_settings(run, a: argparse.Namespace, base=None):
+    """The run's default sampler (or ``base``), changed by the sampler flags of ``a``."""
+    settings = replace(base or run.default_sampler, extra={})
     if a.sampler is not None and a.sampler != settings.sampler and "recovery" in (a.sampler, settings.sampler):
         settings = _switch_family(run, a.sampler)
     horizon = settings.steps * settings.step_size
@@ -151,32 +147,199 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     for k in ("tol", "momentum", "noise", "ode_method", "temperature"):
         if getattr(a, k) is not None:
             new = replace(new, **{k: getattr(a, k)})
-    if a.cfg is not None and a.label is None:
+    if getattr(a, "cfg", None) is not None and getattr(a, "label", None) is None and a.command in ("sample", "inpaint"):
         raise ConfigError("--cfg needs --class")
+    return new
+
+
+def _cmd_sample(a: argparse.Namespace) -> int:
+    from .sampling import Run
+
+    out = Path(a.out)
+    _check_new_output(out, a.overwrite, (".npy", ".npz"), allow_dir=True)
+    run = Run(a.run_dir, device=a.device)
+    new = _sampler_settings(run, a)
     x, o = run.sample(a.n, seed=a.seed, settings=new, label=a.label, cfg_scale=1.0 if a.cfg is None else a.cfg,
                       batch_size=a.batch_size, start=a.start)  # fmt: skip
-    if out.suffix == "" and out.exists() and a.overwrite:
-        for f in out.glob("*.png"):
-            f.unlink()
-    write_samples(x, run.info, out)
+    _write(x, run.info, out, a.overwrite)
     steps = o.steps.float()
     print(json.dumps({"out": str(out), "n": a.n, "sampler": new.to_json(), "mean_steps": float(steps.mean()),
                       "max_steps": int(steps.max()), "nfe": o.nfe}))  # fmt: skip
     return 0
 
 
-def _switch_family(run, sampler: str):
-    """Settings when the sampler asked for is of the other family than the run's default.
+def _write(x, info, out: Path, overwrite: bool) -> None:
+    from .data import write_samples
 
-    The recovery sampler walks a drl/cdrl run's noise levels; the field samplers (gd, nag, ode, langevin)
-    act on its level-0 energy, whose Langevin step ``s_0`` gives their default step size.
-    """
-    from .sampling import SamplerSettings, default_sampler
+    if out.suffix == "" and out.exists() and overwrite:
+        for f in out.glob("*.png"):
+            f.unlink()
+    write_samples(x, info, out)
+
+
+def _switch_family(run, sampler: str):
+    """Settings when the sampler asked for is of the other family than the run's default: the recovery
+    sampler walks a drl/cdrl run's noise levels; the field samplers act on its level-0 energy."""
+    from .sampling import default_sampler
 
     if sampler == "recovery":  # Run.sample refuses it for a run of another method
         return default_sampler(run.method, run.cfg, run.info)
-    s0 = float(run.model.levels.step[0])
-    return SamplerSettings(sampler=sampler, steps=100, step_size=s0 if sampler == "langevin" else s0**2 / 2)
+    return run.field_sampler(sampler)
+
+
+def _read_input(path: str, info, what: str):
+    from .data import read_samples
+
+    x = read_samples(path, info)
+    if len(x) == 0:
+        raise ConfigError(f"{what} {path!r} holds no samples")
+    return x
+
+
+def _task_outputs(a: argparse.Namespace) -> tuple[Path, Path | None]:
+    out = Path(a.out)
+    _check_new_output(out, a.overwrite, (".npy", ".npz"), allow_dir=True)
+    png = None if a.png is None else Path(a.png)
+    if png is not None:
+        _check_new_output(png, a.overwrite, (".png",), allow_dir=False)
+    return out, png
+
+
+def _report(a, run, out: Path, png: Path | None, x, o, panels, **extra) -> int:
+    _write(x, run.info, out, a.overwrite)
+    if png is not None:
+        from .plotting import plot_panels
+
+        plot_panels(panels, run.info, png)
+    steps = o.steps.float()
+    print(json.dumps({"out": str(out), "n": len(x), **extra, "mean_steps": float(steps.mean()), "nfe": o.nfe,
+                      **({"png": str(png)} if png else {})}))  # fmt: skip
+    return 0
+
+
+def _cmd_denoise(a: argparse.Namespace) -> int:
+    from .denoising import denoise, restoring_settings
+    from .sampling import Run
+
+    out, png = _task_outputs(a)
+    run = Run(a.run_dir, device=a.device)
+    x = _read_input(a.input, run.info, "--input")
+    settings = _sampler_settings(run, a, base=restoring_settings(run.default_sampler))
+    y, o = denoise(run, x, noise_std=a.noise_std, settings=settings, seed=a.seed, batch_size=a.batch_size)
+    return _report(a, run, out, png, y, o, [("input", x, 1), ("denoised", y, 1)], sampler=settings.to_json())
+
+
+def _cmd_inpaint(a: argparse.Namespace) -> int:
+    import torch
+
+    from .data import read_mask
+    from .inpainting import broadcast_mask, inpaint
+    from .sampling import Run
+
+    out, png = _task_outputs(a)
+    run = Run(a.run_dir, device=a.device)
+    x = _read_input(a.input, run.info, "--input")
+    mask = broadcast_mask(read_mask(a.mask, run.info), x)
+    settings = _sampler_settings(run, a)
+    y, o = inpaint(run, x, mask, completions=a.completions, settings=settings, seed=a.seed, label=a.label,
+                   cfg_scale=1.0 if a.cfg is None else a.cfg, rounds=a.rounds, renoise=a.renoise,
+                   batch_size=a.batch_size)  # fmt: skip
+    shown = torch.where(mask, x, torch.full_like(x, run.info.lo))
+    return _report(a, run, out, png, y, o, [("input", x, 1), ("known", shown, 1), ("completions", y, a.completions)],
+                   completions=a.completions, sampler=settings.to_json())  # fmt: skip
+
+
+def _cmd_translate(a: argparse.Namespace) -> int:
+    from .sampling import Run
+    from .translation import translate
+
+    out, png = _task_outputs(a)
+    run = Run(a.run_dir, device=a.device)
+    x = _read_input(a.input, run.info, "--input")
+    settings = _sampler_settings(run, a)
+    y, o = translate(run, x, a.label, strength=a.strength, settings=settings, seed=a.seed,
+                     cfg_scale=1.0 if a.cfg is None else a.cfg, batch_size=a.batch_size)  # fmt: skip
+    return _report(a, run, out, png, y, o, [("input", x, 1), (f"class {a.label}", y, 1)], target=a.label,
+                   strength=a.strength, sampler=settings.to_json())  # fmt: skip
+
+
+def _parse_expert(spec: str, weight: float, device: str):
+    from .composition import Expert
+    from .sampling import Run
+
+    path, label = spec, None
+    head, sep, tail = spec.rpartition(":")
+    if sep and tail.lstrip("-").isdigit() and not Path(spec).is_dir():
+        path, label = head, int(tail)
+    run = Run(path, device=device)
+    if label is not None:
+        run.labels(label, 1)
+    return Expert(run, label, weight)
+
+
+def _cmd_compose(a: argparse.Namespace) -> int:
+    from .composition import compose
+
+    out, png = _task_outputs(a)
+    weights = a.weights or [1.0] * len(a.experts)
+    if len(weights) != len(a.experts):
+        raise ConfigError(f"--weights: {len(weights)} weight(s) for {len(a.experts)} expert(s)")
+    experts = [_parse_expert(e, w, a.device) for e, w in zip(a.experts, weights, strict=True)]
+    run = experts[0].run
+    settings = _sampler_settings(run, a, base=run.field_sampler("langevin"))
+    x, o = compose(experts, a.n, settings=settings, seed=a.seed, cfg_scale=1.0 if a.cfg is None else a.cfg,
+                   batch_size=a.batch_size)  # fmt: skip
+    panels = [("composed", x, 1)]
+    if png is not None and run.info.kind == "vector":  # each expert alone, for comparison
+        from .composition import compose as alone
+
+        panels = [(str(e).rsplit('/', 1)[-1], alone([e], a.n, seed=a.seed)[0], 1) for e in experts] + panels
+    return _report(a, run, out, png, x, o, panels, experts=[str(e) for e in experts], weights=weights,
+                   sampler=settings.to_json())  # fmt: skip
+
+
+def _cmd_ood(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .ood import ood_metrics, ood_scores
+    from .sampling import Run
+
+    scores_out = None if a.scores is None else Path(a.scores)
+    if scores_out is not None:
+        _check_new_output(scores_out, a.overwrite, (".npz",), allow_dir=False)
+    png = None if a.png is None else Path(a.png)
+    if png is not None:
+        _check_new_output(png, a.overwrite, (".png",), allow_dir=False)
+    run = Run(a.run_dir, device=a.device)
+    x_in = _read_input(a.in_path, run.info, "--in")
+    x_ood = None if a.ood is None else _read_input(a.ood, run.info, "--ood")
+    kw = dict(score=a.score, level=a.level, batch_size=a.batch_size)
+    s_in = ood_scores(run, x_in, **kw)
+    s_ood = None if x_ood is None else ood_scores(run, x_ood, **kw)
+    result = {"score": a.score or ("energy" if run.has_energy else "field-norm"), "level": a.level,
+              "in": _summary(s_in)}  # fmt: skip
+    if s_ood is not None:
+        result |= {"ood": _summary(s_ood), **ood_metrics(s_in, s_ood)}
+    if scores_out is not None:
+        import io
+
+        from .utils import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, **{"in": s_in.numpy(), **({} if s_ood is None else {"ood": s_ood.numpy()})})
+        atomic_write_bytes(scores_out, buf.getvalue())
+        result["scores"] = str(scores_out)
+    if png is not None:
+        from .plotting import plot_scores
+
+        plot_scores(s_in, s_ood, result["score"], png)
+        result["png"] = str(png)
+    print(json.dumps(result))
+    return 0
+
+
+def _summary(s) -> dict:
+    return {"n": len(s), "mean": float(s.mean()), "std": float(s.std()) if len(s) > 1 else 0.0}
 
 
 def _cmd_eval(a: argparse.Namespace) -> int:
@@ -212,21 +375,9 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_sampler_args(s: argparse.ArgumentParser) -> None:
     from .samplers import ODE_METHODS, SAMPLERS
 
-    p = _Parser(prog="energen", description="Energy-based generative modelling: train, sample, evaluate, plot.")
-    p.add_argument("--version", action="version", version=f"energen {__import__('energen').__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    t = sub.add_parser("train", help="train a model into a run directory")
-    _add_train_args(t)
-    t.set_defaults(func=_cmd_train)
-
-    s = sub.add_parser("sample", help="draw samples from a trained run")
-    s.add_argument("run_dir")
-    s.add_argument("--n", type=_positive_int, required=True, help="number of samples")
-    s.add_argument("--out", required=True, help=".npy (data coordinates), .npz (ADM uint8 images) or a directory")
     s.add_argument(
         "--sampler",
         choices=[*SAMPLERS.names(), "recovery"],
@@ -239,20 +390,125 @@ def build_parser() -> argparse.ArgumentParser:
         help="recovery sampler: Langevin steps per level (step size rescaled by sqrt(K_train/K))",
     )
     s.add_argument("--temperature", type=_nonneg_float, help="noise multiplier of langevin and recovery (default 1)")
-    s.add_argument("--start", choices=["noise", "buffer"], default="noise",
-                   help="where chains start: Gaussian noise, or the replay buffer of a cd run")  # fmt: skip
     s.add_argument("--step-size", type=_positive_float, help="step size eta")
     s.add_argument("--tol", type=_positive_float, help="adaptive stopping: stop a sample when RMS(field) < TOL")
     s.add_argument("--momentum", type=float, help="Nesterov momentum (nag), default 0.3")
     s.add_argument("--noise", type=_nonneg_float, help="initial Langevin temperature, annealed to 0 (gd, nag)")
     s.add_argument("--ode-method", choices=ODE_METHODS, help="torchdiffeq method for --sampler ode")
-    s.add_argument("--seed", type=int, default=0, help="sample i starts from noise seeded SEED+i")
-    s.add_argument("--class", dest="label", type=int, help="class to generate (conditional runs)")
-    s.add_argument("--cfg", type=float, help="classifier-free guidance weight (with --class; default 1)")
+
+
+def _add_common_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--seed", type=int, default=0, help="sample i uses the noise stream seeded SEED+i")
     s.add_argument("--batch-size", type=_positive_int, default=1000)
     s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    s.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    s.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def _add_task_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--png", help="also write a picture: image grid (images) or scatter plot (2-D)")
+    _add_common_args(s)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="energen", description="Energy-based generative modelling: train, sample, evaluate, plot.")
+    p.add_argument("--version", action="version", version=f"energen {__import__('energen').__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model into a run directory")
+    _add_train_args(t)
+    t.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("sample", help="draw samples from a trained run")
+    s.add_argument("run_dir")
+    s.add_argument("--n", type=_positive_int, required=True, help="number of samples")
+    s.add_argument("--out", required=True, help=".npy (data coordinates), .npz (ADM uint8 images) or a directory")
+    _add_sampler_args(s)
+    s.add_argument("--start", choices=["noise", "buffer"], default="noise",
+                   help="where chains start: Gaussian noise, or the replay buffer of a cd run")  # fmt: skip
+    s.add_argument("--class", dest="label", type=int, help="class to generate (conditional runs)")
+    s.add_argument("--cfg", type=float, help="classifier-free guidance weight (with --class; default 1)")
+    _add_common_args(s)
     s.set_defaults(func=_cmd_sample)
+
+    io_help = ".npy (data coordinates), .npz (ADM uint8 images) or a directory of PNGs"
+    dn = sub.add_parser("denoise", help="restore noisy inputs by descending the learned landscape")
+    dn.add_argument("run_dir")
+    dn.add_argument("--input", required=True, help="noisy inputs: " + io_help)
+    dn.add_argument("--out", required=True, help="restored inputs: " + io_help)
+    dn.add_argument(
+        "--noise-std",
+        type=_nonneg_float,
+        help="the inputs' noise std in data units (needed by fm and the drl/cdrl recovery sampler)",
+    )
+    _add_sampler_args(dn)
+    _add_task_args(dn)
+    dn.set_defaults(func=_cmd_denoise)
+
+    ip = sub.add_parser("inpaint", help="complete inputs where a mask is 0, holding the entries where it is 1")
+    ip.add_argument("run_dir")
+    ip.add_argument("--input", required=True, help="inputs: " + io_help)
+    ip.add_argument(
+        "--mask", required=True, help=".npy of 0/1 (1: known), the shape of one input or of all, in the inputs' layout"
+    )
+    ip.add_argument("--out", required=True, help="completions, input-major: " + io_help)
+    ip.add_argument("--completions", type=_positive_int, default=1, help="completions per input")
+    ip.add_argument("--class", dest="label", type=int, help="complete as this class (conditional runs)")
+    ip.add_argument("--cfg", type=float, help="classifier-free guidance weight (with --class; default 1)")
+    ip.add_argument(
+        "--rounds",
+        type=_positive_int,
+        help="eqm/eqm-e/cd: descents, the filled part re-noised between them (default 10)",
+    )
+    ip.add_argument(
+        "--renoise",
+        type=_positive_float,
+        default=0.5,
+        help="noise fraction r of each re-noising, (1-r) x + r eps, in (0, 1]",
+    )
+    _add_sampler_args(ip)
+    _add_task_args(ip)
+    ip.set_defaults(func=_cmd_inpaint)
+
+    od = sub.add_parser("ood", help="out-of-distribution scores (energy or field norm) and AUROC/AUPR/FPR@95")
+    od.add_argument("run_dir")
+    od.add_argument("--in", dest="in_path", required=True, help="in-distribution inputs: " + io_help)
+    od.add_argument("--ood", help="out-of-distribution inputs (without it: scores of --in only)")
+    od.add_argument(
+        "--score",
+        choices=["energy", "field-norm"],
+        help="default: energy when the method has one, else the RMS of the field",
+    )
+    od.add_argument("--level", type=int, default=0, help="drl/cdrl: the noise level whose energy scores")
+    od.add_argument("--scores", help=".npz to write the scores to (arrays 'in' and 'ood')")
+    od.add_argument("--png", help="PNG histogram of the scores")
+    _add_common_args(od)
+    od.set_defaults(func=_cmd_ood)
+
+    cp = sub.add_parser("compose", help="sample a product of experts: the weighted sum of runs' fields/energies")
+    cp.add_argument("experts", nargs="+", metavar="RUN[:CLASS]", help="runs, each optionally with a class")
+    cp.add_argument("--weights", type=float, nargs="+", help="one weight per expert (default 1 each)")
+    cp.add_argument("--n", type=_positive_int, required=True, help="number of samples")
+    cp.add_argument("--out", required=True, help="samples: " + io_help)
+    cp.add_argument("--cfg", type=float, help="classifier-free guidance weight of the experts with a class")
+    _add_sampler_args(cp)
+    _add_task_args(cp)
+    cp.set_defaults(func=_cmd_compose)
+
+    tr = sub.add_parser("translate", help="turn real inputs into another class (partial noise, guided descent)")
+    tr.add_argument("run_dir")
+    tr.add_argument("--input", required=True, help="inputs: " + io_help)
+    tr.add_argument("--class", dest="label", type=int, required=True, help="the target class")
+    tr.add_argument("--out", required=True, help="translations: " + io_help)
+    tr.add_argument(
+        "--strength",
+        type=float,
+        default=0.5,
+        help="noise fraction s of the start (1-s) x + s eps, in (0, 1); default 0.5",
+    )
+    tr.add_argument("--cfg", type=float, help="classifier-free guidance weight (default 1)")
+    _add_sampler_args(tr)
+    _add_task_args(tr)
+    tr.set_defaults(func=_cmd_translate)
 
     e = sub.add_parser("eval", help="print sample-quality metrics as one JSON object")
     e.add_argument("samples", help="samples (.npy, .npz or a directory of PNGs)")

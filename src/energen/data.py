@@ -46,7 +46,8 @@ class DataInfo:
     lo: float
     hi: float
 
-    def _affine(self, like: Tensor) -> tuple[Tensor, Tensor]:
+    def affine(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """(shift, scale) shaped to broadcast against a batch like ``like``."""
         shape = (1, *self.shape) if self.kind == "vector" else (1,) * (1 + len(self.shape))
         shift = torch.tensor(self.shift, dtype=like.dtype, device=like.device).reshape(shape)
         scale = torch.tensor(self.scale, dtype=like.dtype, device=like.device).reshape(shape)
@@ -54,12 +55,12 @@ class DataInfo:
 
     def normalize(self, x: Tensor) -> Tensor:
         """Data coordinates, model layout (B, *shape) -> normalised."""
-        shift, scale = self._affine(x)
+        shift, scale = self.affine(x)
         return (x - shift) / scale
 
     def denormalize(self, z: Tensor) -> Tensor:
         """Normalised (B, *shape) -> data coordinates, model layout."""
-        shift, scale = self._affine(z)
+        shift, scale = self.affine(z)
         return z * scale + shift
 
     def to_user_layout(self, x: np.ndarray) -> np.ndarray:
@@ -72,9 +73,11 @@ class DataInfo:
 
     def from_user_layout(self, x: np.ndarray, what: str) -> np.ndarray:
         """The user's layout -> model layout, checking the shape."""
-        expected = {"nhwc": (self.shape[1], self.shape[2], self.shape[0]), "nhw": self.shape[1:]}.get(
-            self.layout, self.shape
-        )
+        expected = self.shape
+        if self.layout == "nhwc":
+            expected = (self.shape[1], self.shape[2], self.shape[0])
+        elif self.layout == "nhw":
+            expected = self.shape[1:]
         if x.ndim != 1 + len(expected) or tuple(x.shape[1:]) != tuple(expected):
             raise DataError(f"{what}: expected arrays of shape (N, {', '.join(map(str, expected))}), got {x.shape}")
         if self.layout == "nhwc":
@@ -437,3 +440,18 @@ def read_samples(path: str | os.PathLike, info: DataInfo) -> Tensor:
     if not np.isfinite(x).all():
         raise DataError(f"{path}: samples contain NaN or infinite values")
     return torch.from_numpy(np.ascontiguousarray(x)).float()
+
+
+def read_mask(path: str | os.PathLike, info: DataInfo) -> Tensor:
+    """An in-painting mask from ``.npy`` (1 or True: known, 0: to fill) in the layout of the run's data: the
+    shape of one sample, or of a batch. Returns model layout: shape ``info.shape`` or (N, *info.shape)."""
+    path = Path(path)
+    if path.suffix != ".npy" or not path.exists():
+        raise DataError(f"mask {str(path)!r}: expected an existing .npy file")
+    m = _load_npy(path)
+    if not (np.issubdtype(m.dtype, np.number) or m.dtype == bool):
+        raise DataError(f"{path}: expected a numeric or boolean mask, got dtype {m.dtype}")
+    single = m.ndim == {"vector": 1, "nhw": 2}.get(info.layout, 3)  # one sample's mask, in the user's layout
+    m = info.from_user_layout(m[None] if single else m, str(path))
+    t = torch.from_numpy(np.ascontiguousarray(m)).float()
+    return t[0] if single else t

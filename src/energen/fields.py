@@ -96,3 +96,31 @@ class SumField:
 
     def __call__(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         return sum(w * f(x, t, y) for w, f in zip(self.weights, self.fields, strict=True))
+
+
+class TimeShift:
+    r"""A time-conditioned field started at time :math:`t_0` instead of 0:
+    :math:`g(x, s) = (1 - t_0)\, f(x, t_0 + (1 - t_0) s)`, so that integrating :math:`s` over [0, 1] integrates
+    :math:`t` over :math:`[t_0, 1]` (flow matching from a partly noised input)."""
+
+    def __init__(self, field: Field, t0: float):
+        if not 0 <= t0 < 1:
+            raise ValueError(f"t0 must be in [0, 1), got {t0}")
+        self.field, self.t0 = field, float(t0)
+
+    def __call__(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        s = torch.zeros(x.shape[0], device=x.device) if t is None else t
+        return (1 - self.t0) * self.field(x, self.t0 + (1 - self.t0) * s, y)
+
+
+class Reframed:
+    r"""A field given in other coordinates :math:`u = a \odot z + b`, seen in the coordinates z:
+    :math:`g(z) = a \odot f(a \odot z + b)` (the chain rule for the gradient of a log-density or an energy).
+    Composes runs trained on data sets with different normalisations; ``a``, ``b`` broadcast against x."""
+
+    def __init__(self, field: Field, a: Tensor, b: Tensor):
+        self.field, self.a, self.b = field, a, b
+
+    def __call__(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        a, b = self.a.to(x), self.b.to(x)
+        return a * self.field(a * x + b, t, y)

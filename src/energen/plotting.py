@@ -5,6 +5,9 @@
   EqM: the RMS of the equilibrium field with its streamlines; flow matching: the velocity at t = 0.9) and,
   beside it, samples.
 - Images: a grid of samples.
+
+And the pictures of the tasks (denoise, inpaint, compose, translate: :func:`plot_panels`; ood:
+:func:`plot_scores`).
 """
 
 from __future__ import annotations
@@ -101,3 +104,56 @@ def plot_run(run: Run, out: str | Path, *, n: int = 2000, seed: int = 0) -> None
         how = f"{s.steps} Langevin steps per level"
     ax.set_title(f"{n} samples: {s.sampler}, {how}")
     _save(fig, out)
+
+
+def plot_panels(panels: list[tuple[str, torch.Tensor, int]], info, out: str | Path, *, rows: int = 10) -> None:
+    """Side by side: ``(title, x, k)`` panels, ``x`` in data coordinates holding ``k`` items per example.
+
+    Images: one row per example (the first ``rows``), each panel's ``k`` items in turn, columns titled.
+    2-D: one scatter plot per panel, all on the same axes limits.
+    """
+    out = Path(out)
+    if info.kind == "image":
+        cells, titles = [], []
+        n = min(rows, min(len(x) // k for _, x, k in panels))
+        for r in range(n):
+            for _, x, k in panels:
+                cells.append(x[r * k : (r + 1) * k])
+        cols = sum(k for _, _, k in panels)
+        grid = image_grid(torch.cat(cells).numpy(), info, cols=cols)
+        for title, _, k in panels:
+            titles += [title] + [""] * (k - 1)
+        scale = max(2, 480 // grid.shape[1])
+        fig, ax = plt.subplots(figsize=(grid.shape[1] * scale / 100 + 0.2, grid.shape[0] * scale / 100 + 0.4))
+        ax.imshow(grid, interpolation="nearest")
+        cell = grid.shape[1] / cols
+        ax.set_xticks([cell * (i + 0.5) for i in range(cols)], titles, fontsize=7)
+        ax.set_yticks([])
+        _save(fig, out)
+        return
+    if info.shape != (2,):
+        raise ValueError("task pictures support 2-D vector data and images")
+    allx = torch.cat([x for _, x, _ in panels])
+    lo, hi = allx.min(0).values.numpy(), allx.max(0).values.numpy()
+    pad = 0.05 * (hi - lo) + 1e-6
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    for ax, (title, x, _) in zip(axes[0], panels, strict=True):
+        ax.scatter(x[:, 0], x[:, 1], s=1.5, alpha=0.6, color="tab:red")
+        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+        ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+        ax.set_aspect("equal")
+        ax.set_title(title, fontsize=9)
+    _save(fig, out)
+
+
+def plot_scores(scores_in: torch.Tensor, scores_ood: torch.Tensor | None, what: str, out: str | Path) -> None:
+    """Histograms of OOD scores: in-distribution and (when given) out-of-distribution inputs."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    sets = [("in-distribution", scores_in)] + ([] if scores_ood is None else [("OOD", scores_ood)])
+    allv = torch.cat([v for _, v in sets]).numpy()
+    bins = np.linspace(allv.min(), allv.max(), 50)
+    for label, v in sets:
+        ax.hist(v.numpy(), bins=bins, alpha=0.6, density=True, label=label)
+    ax.set_xlabel(what)
+    ax.legend()
+    _save(fig, Path(out))

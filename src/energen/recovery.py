@@ -86,6 +86,18 @@ class NoiseLevels(nn.Module):
     def is_top(self, i: Tensor) -> Tensor:
         return i == self.levels - 1
 
+    def level_of_noise(self, std: float) -> tuple[int, float]:
+        r"""Where points :math:`x + \text{std}\,\varepsilon` (in the model's units) join the ladder.
+
+        Returns the lowest level :math:`t \ge 1` whose noise-to-signal ratio :math:`\bar\sigma_t/\sqrt{\bar a_t}`
+        reaches ``std`` (T if none does), and the std of the extra noise that makes
+        :math:`\sqrt{\bar a_t}\,(x + \text{std}\,\varepsilon)` exactly a point of level t.
+        """
+        ratio = (self.sigma_bar / self.abar.sqrt()).tolist()
+        t = next((i for i in range(1, self.levels + 1) if ratio[i] >= std), self.levels)
+        extra = float(self.sigma_bar[t]) ** 2 - float(self.abar[t]) * std**2
+        return t, math.sqrt(max(extra, 0.0))
+
 
 class RecoveryModel(nn.Module):
     r"""The energy network :math:`h(\tilde y, i, y)` of every level, and CDRL's initializer (or ``None``).
@@ -224,6 +236,10 @@ class AncestralSampler:
     one weight w (ours: 1 = plain conditional, i.e. the paper's :math:`1 + w`):
     :math:`h_w = h_\varnothing + w (h_c - h_\varnothing)` and
     :math:`\mu_w = \mu_\varnothing + w (\mu_c - \mu_\varnothing)`.
+
+    Two uses beyond generation: ``start_level`` starts the ladder from a noisy input :math:`x_t` of level t
+    (denoising, translation), and ``known = (mask, values)`` holds the entries where ``mask`` is 1 at the
+    observed values, noised to each level as it is reached (in-painting, as RePaint's single pass).
     """
 
     def __init__(self, model: RecoveryModel, *, langevin_steps: int, train_steps: int, temperature: float = 1.0,
@@ -243,14 +259,26 @@ class AncestralSampler:
         return g
 
     @torch.no_grad()
-    def __call__(self, x_top: Tensor, y: Tensor | None = None, *, noise: NoiseSource) -> SamplerOutput:
-        """x_top: shape (B, ...) standard normal noise; ``noise(idx)`` draws the chains' noise per sample."""
+    def __call__(self, x_top: Tensor, y: Tensor | None = None, *, noise: NoiseSource, start_level: int | None = None,
+                 known: tuple[Tensor, Tensor] | None = None) -> SamplerOutput:  # fmt: skip
+        r"""Run the ladder down to the data.
+
+        Args:
+            x_top: shape (B, ...), the points of level ``start_level`` (default T: standard normal noise), in
+                the model's units (normalised data times ``data_scale``, scaled by :math:`\sqrt{\bar a_t}`).
+            noise: ``noise(idx)`` draws the chains' noise per sample.
+            start_level: t in 1..T; the chains run levels t-1 .. 0.
+            known: ``(mask, values)`` of x's shape, values in normalised data units.
+        """
         m, lv = self.model, self.model.levels
         n = x_top.shape[0]
+        start = lv.levels if start_level is None else int(start_level)
+        if not 1 <= start <= lv.levels:
+            raise ValueError(f"start_level must be in 1..{lv.levels}, got {start}")
         idx = torch.arange(n, device=x_top.device)
         h, propose = self._guided(m.h, y), self._guided(m.propose, y)
         x, nfe = x_top, 0
-        for level in reversed(range(lv.levels)):
+        for level in reversed(range(start)):
             i = torch.full((n,), level, dtype=torch.long, device=x.device)
             y0 = propose(x, i, y)
             if m.initializer is not None:
@@ -261,10 +289,15 @@ class AncestralSampler:
             out = Langevin(steps=self.k, step_size=float(s), temperature=self.temperature)(field, y0, y, noise=noise)
             nfe += out.nfe
             x = out.x / lv.alpha[level]
+            if known is not None:  # the observed entries, noised to this level
+                seen = lv.abar[level].sqrt() * m.data_scale * known[1] + lv.sigma_bar[level] * noise(idx).to(x)
+                x = torch.where(known[0].bool(), seen, x)
         i0 = torch.zeros(n, dtype=torch.long, device=x.device)
         score = EnergyField(lambda v, _t, c: -h(expand_like(lv.alpha[i0], v) * v, i0, c) / lv.step[0] ** 2)(x, None, y)
         if self.denoise:
             x = (x + lv.sigma_bar[0] ** 2 * score) / lv.abar[0].sqrt()
         x = x / m.data_scale
+        if known is not None:
+            x = torch.where(known[0].bool(), known[1], x)
         steps = torch.full((n,), nfe, dtype=torch.long, device=x.device)
         return SamplerOutput(x=x, steps=steps, field_norm=rms_flat(score), nfe=nfe)

@@ -13,6 +13,10 @@ Randomness is injected: the optional annealed noise of :class:`GradientDescent` 
 ``noise(idx) -> Tensor`` of shape (len(idx), ...) for the samples ``idx`` still moving. With
 :class:`~energen.utils.PerSampleNoise` (as :meth:`energen.sampling.Run.sample` uses) a sample depends only
 on its own seed, never on the batch it was drawn in.
+
+Constraints (in-painting): the step samplers take ``constrain(x, idx, t) -> x``, applied to the points
+``x = x_full[idx]`` after every step with their new progress ``t``; it holds known entries at observed
+values (or, for flow matching, on their own path to them).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from .utils import expand_like, rms_flat
 
 NoiseSource = Callable[[Tensor], Tensor]
 """``noise(idx) -> Tensor`` of shape (len(idx), ...): fresh standard normal noise for samples ``idx``."""
+Constraint = Callable[[Tensor, Tensor, Tensor], Tensor]
+"""``constrain(x, idx, t) -> Tensor`` of x's shape: the points of samples ``idx`` made to obey a constraint."""
 
 
 @dataclass
@@ -90,10 +96,10 @@ class GradientDescent:
         return field(x, t, y)
 
     @torch.no_grad()
-    def __call__(self, field: Field, x0: Tensor, y: Tensor | None = None, *,
-                 noise: NoiseSource | None = None) -> SamplerOutput:  # fmt: skip
-        """Run from x0 (shape (B, ...)) with labels y (shape (B,) or None); ``noise`` as in the module doc
-        (default: the global torch RNG)."""
+    def __call__(self, field: Field, x0: Tensor, y: Tensor | None = None, *, noise: NoiseSource | None = None,
+                 constrain: Constraint | None = None) -> SamplerOutput:  # fmt: skip
+        """Run from x0 (shape (B, ...)) with labels y (shape (B,) or None); ``noise`` and ``constrain`` as in
+        the module doc (default noise: the global torch RNG)."""
         x = x0.clone()
         n = x.shape[0]
         y = _as_labels(y, n, x.device)
@@ -120,7 +126,10 @@ class GradientDescent:
                 temp = self.noise * (1 - k / self.steps) if self.anneal else self.noise
                 z = noise(active) if noise is not None else torch.randn_like(xa)
                 xa = xa + (2 * ea).sqrt() * temp * z.to(xa)
-            x[active] = self._project(xa)
+            xa = self._project(xa)
+            if constrain is not None:
+                xa = constrain(xa, active, ((k + 1) * eta[active]).clamp(max=1.0))
+            x[active] = xa
             steps[active] += 1
             if k + 1 in self.record:
                 snapshots[k + 1] = x.clone()
@@ -216,10 +225,13 @@ class ODESolver:
         self.method, self.steps, self.horizon, self.rtol, self.atol = method, int(steps), float(horizon), rtol, atol
 
     @torch.no_grad()
-    def __call__(self, field: Field, x0: Tensor, y: Tensor | None = None, *,
-                 noise: NoiseSource | None = None) -> SamplerOutput:  # fmt: skip
+    def __call__(self, field: Field, x0: Tensor, y: Tensor | None = None, *, noise: NoiseSource | None = None,
+                 constrain: Constraint | None = None) -> SamplerOutput:  # fmt: skip
         """Integrate from x0; deterministic, so ``noise`` is unused."""
         from torchdiffeq import odeint
+
+        if constrain is not None:
+            raise ConfigError("constraints (in-painting) need a step sampler: gd, nag or langevin, not ode")
 
         n = x0.shape[0]
         y = _as_labels(y, n, x0.device)

@@ -17,12 +17,12 @@ from .checkpoint import load_export, load_resume, read_json
 from .config import TrainConfig, saved_config
 from .data import DataInfo
 from .errors import CheckpointError, ConfigError
-from .fields import Field, GuidedField
+from .fields import Field, GuidedField, TimeShift
 from .methods import METHODS, Method, data_box
 from .networks import ExplicitEnergy, ScalarEnergy
 from .recovery import AncestralSampler, RecoveryModel
 from .samplers import SAMPLERS, SamplerOutput
-from .utils import PerSampleNoise
+from .utils import PerSampleNoise, expand_like
 
 
 @dataclass
@@ -128,6 +128,14 @@ class Run:
             raise CheckpointError(f"{self.dir}: the resume state holds no replay buffer")
         return data
 
+    def field_sampler(self, sampler: str) -> SamplerSettings:
+        """Settings for a field sampler (gd, nag, ode, langevin) on this run: its default unless that is the
+        recovery sampler; then the level-0 energy's Langevin step :math:`s_0` gives the step size."""
+        if not self.is_recovery:
+            return self.default_sampler
+        s0 = float(self.model.levels.step[0])
+        return SamplerSettings(sampler=sampler, steps=100, step_size=s0 if sampler == "langevin" else s0**2 / 2)
+
     def guided_field(self, scale: float) -> Field:
         if self.num_classes == 0:
             raise ConfigError("this run is unconditional; train with --conditional to sample a class")
@@ -145,45 +153,120 @@ class Run:
         ``steps`` and ``field_norm`` per sample, ``snapshots`` in data coordinates, and ``nfe`` summed
         over the batches of ``batch_size``.
         """
-        settings = settings or self.default_sampler
-        if label is not None and not 0 <= label < max(self.num_classes, 1):
-            raise ConfigError(f"--class {label} is out of range: the run has {self.num_classes} classes")
-        if settings.sampler == "recovery":
-            if not self.is_recovery:
-                raise ConfigError(f"sampler 'recovery' needs a drl or cdrl run, not {self.cfg.method!r}")
-            chain = AncestralSampler(self.model, langevin_steps=settings.steps, train_steps=self.cfg.langevin_steps,
-                                     temperature=settings.temperature, cfg_scale=cfg_scale,
-                                     null_label=self.num_classes)  # fmt: skip
-
-            def sampler(_field, x0, y, noise):
-                return chain(x0, y, noise=noise)
-        else:
-            sampler = settings.build(record=record)
         if start not in ("noise", "buffer"):
             raise ConfigError(f"start must be 'noise' or 'buffer', got {start!r}")
-        init = None
+        x0 = None
         if start == "buffer":
             buf = self.buffer()
-            init = buf[torch.randint(0, len(buf), (n,), generator=torch.Generator().manual_seed(seed))]
-        fld = self.field if label is None else self.guided_field(cfg_scale)
+            x0 = buf[torch.randint(0, len(buf), (n,), generator=torch.Generator().manual_seed(seed))]
+        labels = None if label is None else self.labels(label, n)
+        z, out = self.chains(n, x0=x0, seed=seed, settings=settings, labels=labels, cfg_scale=cfg_scale,
+                             batch_size=batch_size, record=record)  # fmt: skip
+        out.x = self.info.denormalize(z)
+        out.snapshots = {k: self.info.denormalize(v) for k, v in out.snapshots.items()}
+        return out.x, out
+
+    def labels(self, label: int | Tensor, n: int) -> Tensor:
+        """Class labels for ``n`` samples (shape (n,)), checked against the run's classes."""
+        if self.num_classes == 0:
+            raise ConfigError("this run is unconditional; train with --conditional to ask for a class")
+        y = torch.as_tensor(label, dtype=torch.long).expand(n).clone()
+        if ((y < 0) | (y >= self.num_classes)).any():
+            raise ConfigError(f"class {int(y[(y < 0) | (y >= self.num_classes)][0])} is out of range: the run has "
+                              f"{self.num_classes} classes")  # fmt: skip
+        return y
+
+    def chains(self, n: int, *, x0: Tensor | None = None, seed: int = 0, settings: SamplerSettings | None = None,
+               labels: Tensor | None = None, cfg_scale: float = 1.0, field: Field | None = None,
+               noise_std: float | None = None, known: tuple[Tensor, Tensor] | None = None, batch_size: int = 1000,
+               record=()) -> tuple[Tensor, SamplerOutput]:  # fmt: skip
+        r"""Run the sampler of ``settings`` (default: the run's) on ``n`` chains; everything in normalised units.
+
+        Args:
+            x0: shape (n, ...), the starts; ``None``: a standard normal draw, the first of each sample's noise
+                stream (seeded ``seed + i``, as every later draw of that chain).
+            labels: shape (n,) classes (guided by ``cfg_scale``), or ``None``.
+            field: the field to follow instead of the run's own (composition); field samplers only.
+            noise_std: the starts are data plus Gaussian noise of this std. Flow matching then starts at the
+                time :math:`t_0 = 1/(1 + \sigma)` of its path and scales the start by :math:`t_0`; the recovery
+                sampler starts at the noise level that holds that much noise; EqM and cd need no level and
+                ignore it. ``None``: fm and recovery start from pure noise (generation).
+            known: ``(mask, values)``, shape (n, ...) each: entries where mask is 1 stay at their values
+                (in-painting); the others start from noise.
+
+        Returns the final points and the merged :class:`SamplerOutput` (its ``x`` and snapshots normalised).
+        """
+        settings = settings or self.default_sampler
+        recovery = settings.sampler == "recovery"
+        if recovery and not self.is_recovery:
+            raise ConfigError(f"sampler 'recovery' needs a drl or cdrl run, not {self.cfg.method!r}")
+        if recovery and field is not None:
+            raise ConfigError("the recovery sampler walks one run's noise levels; compose with a field sampler "
+                              "(--sampler gd, nag or langevin)")  # fmt: skip
+        if known is not None and noise_std is not None:
+            raise ConfigError("in-painting starts the unknown entries from noise; it takes no noise level")
+        if noise_std is not None and not noise_std >= 0:
+            raise ConfigError(f"the noise std must be >= 0, got {noise_std}")
+        sampler = None if recovery else settings.build(record=record)
         xs, steps, norms, snaps, nfe = [], [], [], {}, 0
         for lo in range(0, n, batch_size):
-            seeds = range(seed + lo, seed + min(n, lo + batch_size))
-            noise = PerSampleNoise(seeds, self.info.shape, device=self.device)
-            x0 = noise(range(len(seeds)))  # the start; later draws of the same streams feed the sampler
-            if init is not None:
-                x0 = init[lo : lo + len(seeds)].to(self.device)
-            y = None if label is None else torch.full((len(x0),), label, dtype=torch.long, device=self.device)
-            out = sampler(fld, x0, y, noise=noise)
-            xs.append(self.info.denormalize(out.x).cpu())
+            b = min(n, lo + batch_size) - lo
+            noise = PerSampleNoise(range(seed + lo, seed + lo + b), self.info.shape, device=self.device)
+            start = noise(range(b)) if x0 is None else x0[lo : lo + b].to(self.device)
+            y = None if labels is None else labels[lo : lo + b].to(self.device)
+            part = None if known is None else tuple(v[lo : lo + b].to(self.device) for v in known)
+            if recovery:
+                out = self._ladder(start, y, noise, settings, cfg_scale, noise_std, part)
+            else:
+                out = self._follow(sampler, start, y, noise, cfg_scale, field, noise_std, part)
+            xs.append(out.x.cpu())
             steps.append(out.steps.cpu())
             norms.append(out.field_norm.cpu())
             nfe += out.nfe
             for k, v in out.snapshots.items():
-                snaps.setdefault(k, []).append(self.info.denormalize(v).cpu())
+                snaps.setdefault(k, []).append(v.cpu())
         merged = SamplerOutput(x=torch.cat(xs), steps=torch.cat(steps), field_norm=torch.cat(norms), nfe=nfe,
                                snapshots={k: torch.cat(v) for k, v in snaps.items()})  # fmt: skip
         return merged.x, merged
+
+    def _ladder(self, start, y, noise, settings, cfg_scale, noise_std, known) -> SamplerOutput:
+        """The recovery sampler from pure noise, or from a noisy start at its noise level."""
+        chain = AncestralSampler(self.model, langevin_steps=settings.steps, train_steps=self.cfg.langevin_steps,
+                                 temperature=settings.temperature, cfg_scale=cfg_scale,
+                                 null_label=self.num_classes)  # fmt: skip
+        if noise_std is None:
+            return chain(start, y, noise=noise, known=known)
+        lv, ds = self.model.levels, self.model.data_scale
+        level, extra = lv.level_of_noise(ds * noise_std)
+        idx = range(len(start))
+        x = float(lv.abar[level].sqrt()) * ds * start + extra * noise(idx)
+        return chain(x, y, noise=noise, start_level=level)
+
+    def _follow(self, sampler, start, y, noise, cfg_scale, field, noise_std, known) -> SamplerOutput:
+        """A field sampler from ``start``; flow matching from its time of ``noise_std``; known entries held."""
+        fld = field or (self.field if y is None else self.guided_field(cfg_scale))
+        if self.method.horizon_is_time and noise_std is not None:
+            t0 = 1.0 / (1.0 + noise_std)
+            if t0 >= 1.0:
+                return SamplerOutput(x=start, steps=torch.zeros(len(start), dtype=torch.long),
+                                     field_norm=torch.zeros(len(start)), nfe=0)  # fmt: skip
+            start, fld = t0 * start, TimeShift(fld, t0)
+        constrain = None
+        if known is not None:
+            mask, values = known[0].bool(), known[1]
+            if self.method.horizon_is_time:  # the known entries ride their own straight path t v + (1 - t) eps
+                eps = start
+
+                def constrain(x, idx, t):
+                    t = expand_like(t, x)
+                    return torch.where(mask[idx], t * values[idx] + (1 - t) * eps[idx], x)
+            else:
+                start = torch.where(mask, values, start)
+
+                def constrain(x, idx, t):
+                    return torch.where(mask[idx], values[idx], x)
+
+        return sampler(fld, start, y, noise=noise, constrain=constrain)
 
 
 def default_sampler(method: Method, cfg: TrainConfig, info: DataInfo) -> SamplerSettings:

@@ -1,0 +1,39 @@
+r"""Cross-class translation: turn real inputs into another class while keeping what the classes share.
+
+Each input is partly noised, :math:`x_s = (1 - s)\,x + s\,\varepsilon` (``strength`` :math:`s`, the noise
+fraction of EqM's and flow matching's interpolant), then the run's sampler, guided to the target class,
+carries it back to the data (SDEdit's recipe, IGEBM's translation by Langevin under the target's energy).
+Flow matching starts at time :math:`1 - s` of its path; DRL/CDRL at the noise level holding
+:math:`s / (1 - s)` noise per unit of signal. Small ``s`` keeps more of the source, large ``s`` follows the
+target class more surely.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .errors import ConfigError
+from .samplers import SamplerOutput
+from .sampling import Run, SamplerSettings
+
+START_SEED_OFFSET = 1 << 40  # the start noise of sample i is seeded seed + i + offset, apart from its chain's
+
+
+def translate(run: Run, x: Tensor, target: int, *, strength: float = 0.5, settings: SamplerSettings | None = None,
+              seed: int = 0, cfg_scale: float = 1.0, batch_size: int = 1000) -> tuple[Tensor, SamplerOutput]:  # noqa: E501 # fmt: skip
+    """Translate ``x`` (data coordinates, shape (N, ...)) to class ``target``; returns data coordinates."""
+    if not 0 < strength < 1:
+        raise ConfigError(f"--strength must be in (0, 1), got {strength}")
+    labels = run.labels(target, len(x))
+    settings = settings or run.default_sampler
+    z = run.info.normalize(x)
+    eps = torch.stack([torch.randn(z.shape[1:], generator=torch.Generator().manual_seed(seed + i + START_SEED_OFFSET))
+                       for i in range(len(z))]) if len(z) else z  # fmt: skip
+    sigma = strength / (1 - strength)
+    x0 = z + sigma * eps  # data plus sigma noise: the start of fm and of the recovery ladder
+    if not (run.method.horizon_is_time or settings.sampler == "recovery"):
+        x0 = (1 - strength) * x0  # the time-free methods' interpolant
+    out_z, out = run.chains(len(z), x0=x0, seed=seed, settings=settings, labels=labels, cfg_scale=cfg_scale,
+                            noise_std=sigma, batch_size=batch_size)  # fmt: skip
+    return run.info.denormalize(out_z), out
