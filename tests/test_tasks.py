@@ -21,6 +21,7 @@ from energen.ood import ood_metrics, ood_scores
 from energen.recovery import NoiseLevels
 from energen.samplers import GradientDescent
 from energen.translation import translate
+from energen.utils import PerSampleNoise, derived_seed
 
 
 def run_cli(*args):
@@ -251,3 +252,14 @@ def test_cli_task_errors_are_one_line_and_keep_existing_files(runs, tiny_run, tm
     with pytest.raises(SystemExit) as e:
         main(["translate", str(tiny_run), "--input", str(pts), "--out", str(tmp_path / "t.npy")])  # no --class
     assert e.value.code == 2
+
+
+def test_derived_streams_do_not_repeat_the_chains_noise():
+    """torch keeps the low 32 bits of a seed; derived streams must differ from seed + i within them."""
+    seed, n = 7, 64
+    chains = PerSampleNoise(range(seed, seed + n), (3,))(range(n))
+    for stream in range(1, 8):
+        first = derived_seed(seed, stream)
+        other = PerSampleNoise(range(first, first + n), (3,))(range(n))
+        assert not any(torch.equal(a, b) for a in chains for b in other)
+    assert derived_seed(seed, 0) == seed and 0 <= derived_seed(2**40, 3) < 2**32

@@ -293,7 +293,7 @@ def _cmd_compose(a: argparse.Namespace) -> int:
     if png is not None and run.info.kind == "vector":  # each expert alone, for comparison
         from .composition import compose as alone
 
-        panels = [(str(e).rsplit('/', 1)[-1], alone([e], a.n, seed=a.seed)[0], 1) for e in experts] + panels
+        panels = [(str(e).rsplit("/", 1)[-1], alone([e], a.n, seed=a.seed)[0], 1) for e in experts] + panels
     return _report(a, run, out, png, x, o, panels, experts=[str(e) for e in experts], weights=weights,
                    sampler=settings.to_json())  # fmt: skip
 

@@ -16,11 +16,10 @@ from torch import Tensor
 from .errors import ConfigError, DataError
 from .samplers import SamplerOutput
 from .sampling import Run, SamplerSettings
-from .utils import PerSampleNoise
+from .utils import PerSampleNoise, derived_seed
 
 ROUNDS = 10  # descents of the time-free methods; on digits (lower half masked, EqM) 1 / 3 / 10 rounds put
 # 59% / 71% / 76% of completions in the original's class (a nearest-neighbour completion: 88%)
-ROUND_SEED_STRIDE = 1 << 32  # round r draws its noise from the streams seeded seed + r * stride + i
 
 
 def broadcast_mask(mask: Tensor, x: Tensor) -> Tensor:
@@ -65,13 +64,13 @@ def inpaint(run: Run, x: Tensor, mask: Tensor, *, completions: int = 1, settings
     z = run.info.normalize(x).repeat_interleave(completions, 0)
     labels = None if label is None else run.labels(label, len(z))
 
-    def descend(x0: Tensor | None, r: int) -> tuple[Tensor, SamplerOutput]:
-        return run.chains(len(z), x0=x0, seed=seed + r * ROUND_SEED_STRIDE, settings=settings, labels=labels,
+    def descend(x0: Tensor | None, r: int) -> tuple[Tensor, SamplerOutput]:  # round r's chains: its own streams
+        return run.chains(len(z), x0=x0, seed=derived_seed(seed, 2 * r), settings=settings, labels=labels,
                           cfg_scale=cfg_scale, known=(mask, z), batch_size=batch_size)  # fmt: skip
 
     out_z, out = descend(None, 0)
     for r in range(1, rounds):
-        first = seed + r * ROUND_SEED_STRIDE + ROUND_SEED_STRIDE // 2  # apart from the chains' streams
+        first = derived_seed(seed, 2 * r + 1)  # the re-noising of round r, apart from every chain's streams
         eps = PerSampleNoise(range(first, first + len(z)), z.shape[1:])(range(len(z)))
         out_z, out = descend((1 - renoise) * out_z + renoise * eps, r)
     return run.info.denormalize(out_z), out

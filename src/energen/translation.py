@@ -10,14 +10,12 @@ target class more surely.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from .errors import ConfigError
 from .samplers import SamplerOutput
 from .sampling import Run, SamplerSettings
-
-START_SEED_OFFSET = 1 << 40  # the start noise of sample i is seeded seed + i + offset, apart from its chain's
+from .utils import PerSampleNoise, derived_seed
 
 
 def translate(run: Run, x: Tensor, target: int, *, strength: float = 0.5, settings: SamplerSettings | None = None,
@@ -28,8 +26,8 @@ def translate(run: Run, x: Tensor, target: int, *, strength: float = 0.5, settin
     labels = run.labels(target, len(x))
     settings = settings or run.default_sampler
     z = run.info.normalize(x)
-    eps = torch.stack([torch.randn(z.shape[1:], generator=torch.Generator().manual_seed(seed + i + START_SEED_OFFSET))
-                       for i in range(len(z))]) if len(z) else z  # fmt: skip
+    first = derived_seed(seed, 1)  # the start noise of sample i: its own stream, apart from its chain's (seed + i)
+    eps = PerSampleNoise(range(first, first + len(z)), z.shape[1:])(range(len(z)))
     sigma = strength / (1 - strength)
     x0 = z + sigma * eps  # data plus sigma noise: the start of fm and of the recovery ladder
     if not (run.method.horizon_is_time or settings.sampler == "recovery"):

@@ -37,6 +37,16 @@ def rms_flat(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1).pow(2).mean(dim=1).sqrt()
 
 
+def derived_seed(seed: int, stream: int) -> int:
+    """The seed of another stream of randomness tied to ``seed``: ``seed + stream * 0x9E3779B9`` modulo 2**32.
+
+    torch's CPU generator keeps only the low 32 bits of a seed (``manual_seed(s)`` and ``manual_seed(s + 2**32)``
+    draw the same numbers), so streams must be told apart inside those bits; the odd golden-ratio stride
+    keeps ``derived_seed(seed, k) + i`` away from ``seed + j`` for the small i, j of a batch.
+    """
+    return (int(seed) + int(stream) * 0x9E3779B9) % (1 << 32)
+
+
 class PerSampleNoise:
     """Standard normal noise with one independent stream per sample (EDM's ``StackedRandomGenerator``).
 
