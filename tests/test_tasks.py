@@ -11,7 +11,7 @@ from conftest import tiny_config
 
 from energen import Run, train
 from energen.cli import main
-from energen.composition import Expert, compose, expert_field
+from energen.composition import LONGER, Expert, compose, default_settings, expert_field
 from energen.data import load_dataset
 from energen.denoising import denoise
 from energen.errors import ConfigError
@@ -167,9 +167,11 @@ def test_reframed_field_is_the_gradient_in_the_new_coordinates():
 
 def test_composing_a_run_with_itself_at_half_weights_is_the_run(tiny_run):
     run = Run(tiny_run)
-    x, _ = compose([Expert(run, weight=0.5), Expert(Run(tiny_run), weight=0.5)], 20, seed=3)
+    x, _ = compose([Expert(run, weight=0.5), Expert(Run(tiny_run), weight=0.5)], 20, seed=3,
+                   settings=run.default_sampler)  # fmt: skip
     ref, _ = run.sample(20, seed=3)
     torch.testing.assert_close(x, ref, atol=1e-5, rtol=1e-5)
+    assert default_settings(run).steps == LONGER * run.default_sampler.steps  # gd: a longer descent by default
 
 
 def test_composition_reframes_runs_of_other_data(runs, tiny_run):

@@ -278,7 +278,7 @@ def _parse_expert(spec: str, weight: float, device: str):
 
 
 def _cmd_compose(a: argparse.Namespace) -> int:
-    from .composition import compose
+    from .composition import compose, default_settings
 
     out, png = _task_outputs(a)
     weights = a.weights or [1.0] * len(a.experts)
@@ -286,7 +286,7 @@ def _cmd_compose(a: argparse.Namespace) -> int:
         raise ConfigError(f"--weights: {len(weights)} weight(s) for {len(a.experts)} expert(s)")
     experts = [_parse_expert(e, w, a.device) for e, w in zip(a.experts, weights, strict=True)]
     run = experts[0].run
-    settings = _sampler_settings(run, a, base=run.field_sampler("langevin"))
+    settings = _sampler_settings(run, a, base=default_settings(run))
     x, o = compose(experts, a.n, settings=settings, seed=a.seed, cfg_scale=1.0 if a.cfg is None else a.cfg,
                    batch_size=a.batch_size)  # fmt: skip
     panels = [("composed", x, 1)]

@@ -4,13 +4,14 @@ the experts' fields (or, for energies, of :math:`-\nabla E_i`).
 An expert is a run, optionally with a class (so several conditions of one run compose too). Runs trained
 on data sets with different normalisations are brought into the first run's coordinates by
 :class:`~energen.fields.Reframed`; all must share the data's shape. Samples follow the first run's default
-sampler unless given another; a DRL/CDRL run takes part through its level-0 field, with a field sampler.
+sampler unless given another, 10x longer for gradient descent (:func:`default_settings`); a DRL/CDRL run
+takes part through its level-0 field, with a field sampler.
 Flow matching's time-dependent velocities do not add up to a product of experts, so it cannot take part.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -19,6 +20,16 @@ from .errors import ConfigError
 from .fields import Field, GuidedField, Reframed, SumField
 from .samplers import SamplerOutput
 from .sampling import Run, SamplerSettings
+
+LONGER = 10  # gd/nag: the product's modes lie farther from the start than any expert's: 10x the step budget
+# (EqM on two overlapping disks: 49% of composed samples in the overlap at the run's own 100 steps, 100% at 1,000)
+
+
+def default_settings(frame: Run) -> SamplerSettings:
+    """The sampler of a composition: the first run's, 10x longer for gradient descent; for a DRL/CDRL run
+    Langevin on its level-0 energy."""
+    s = frame.field_sampler("langevin")
+    return replace(s, steps=s.steps * LONGER) if s.sampler in ("gd", "nag") else s
 
 
 @dataclass
@@ -66,7 +77,7 @@ def compose(experts: list[Expert], n: int, *, settings: SamplerSettings | None =
     frame = experts[0].run
     if experts[0].label is not None:
         frame.labels(experts[0].label, 1)
-    settings = settings or frame.default_sampler
+    settings = settings or default_settings(frame)
     if settings.sampler == "recovery":
         settings = frame.field_sampler("langevin")
     field = SumField([expert_field(e, frame, cfg_scale) for e in experts], [e.weight for e in experts])

@@ -106,29 +106,27 @@ def plot_run(run: Run, out: str | Path, *, n: int = 2000, seed: int = 0) -> None
     _save(fig, out)
 
 
-def plot_panels(panels: list[tuple[str, torch.Tensor, int]], info, out: str | Path, *, rows: int = 10) -> None:
+def plot_panels(panels: list[tuple[str, torch.Tensor, int]], info, out: str | Path, *, examples: int = 10) -> None:
     """Side by side: ``(title, x, k)`` panels, ``x`` in data coordinates holding ``k`` items per example.
 
-    Images: one row per example (the first ``rows``), each panel's ``k`` items in turn, columns titled.
-    2-D: one scatter plot per panel, all on the same axes limits.
+    Images: one column per example (the first ``examples``), each panel's ``k`` items in ``k`` rows, the rows
+    titled. 2-D: one scatter plot per panel, all on the same axes limits.
     """
     out = Path(out)
     if info.kind == "image":
-        cells, titles = [], []
-        n = min(rows, min(len(x) // k for _, x, k in panels))
-        for r in range(n):
-            for _, x, k in panels:
-                cells.append(x[r * k : (r + 1) * k])
-        cols = sum(k for _, _, k in panels)
-        grid = image_grid(torch.cat(cells).numpy(), info, cols=cols)
-        for title, _, k in panels:
-            titles += [title] + [""] * (k - 1)
+        n = min(examples, min(len(x) // k for _, x, k in panels))
+        rows, titles = [], []
+        for title, x, k in panels:
+            for j in range(k):
+                rows.append(x[j : n * k : k])
+                titles.append(title if j == 0 else "")
+        grid = image_grid(torch.cat(rows).numpy(), info, cols=n)
         scale = max(2, 480 // grid.shape[1])
-        fig, ax = plt.subplots(figsize=(grid.shape[1] * scale / 100 + 0.2, grid.shape[0] * scale / 100 + 0.4))
+        fig, ax = plt.subplots(figsize=(grid.shape[1] * scale / 100 + 1.0, grid.shape[0] * scale / 100 + 0.2))
         ax.imshow(grid, interpolation="nearest")
-        cell = grid.shape[1] / cols
-        ax.set_xticks([cell * (i + 0.5) for i in range(cols)], titles, fontsize=7)
-        ax.set_yticks([])
+        cell = grid.shape[0] / len(rows)
+        ax.set_yticks([cell * (i + 0.5) for i in range(len(rows))], titles, fontsize=8)
+        ax.set_xticks([])
         _save(fig, out)
         return
     if info.shape != (2,):
