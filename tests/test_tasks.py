@@ -11,7 +11,7 @@ from conftest import tiny_config
 
 from energen import Run, train
 from energen.cli import main
-from energen.composition import LONGER, Expert, compose, default_settings, expert_field
+from energen.composition import LONGER, ClassProduct, Expert, compose, default_settings, product_field
 from energen.data import load_dataset
 from energen.denoising import denoise
 from energen.errors import ConfigError
@@ -177,7 +177,7 @@ def test_composing_a_run_with_itself_at_half_weights_is_the_run(tiny_run):
 def test_composition_reframes_runs_of_other_data(runs, tiny_run):
     frame = Run(tiny_run)
     other = Run(runs / "eqm-e")  # same data set, so the same normalisation: no reframing
-    assert expert_field(Expert(other), frame) is other.field
+    assert product_field([Expert(other)], frame).fields[0] is other.field
     with pytest.raises(ConfigError, match="time-dependent velocity"):
         compose([Expert(frame), Expert(Run(runs / "fm"))], 4)
     with pytest.raises(ConfigError, match="shape"):
@@ -265,3 +265,16 @@ def test_derived_streams_do_not_repeat_the_chains_noise():
         other = PerSampleNoise(range(first, first + n), (3,))(range(n))
         assert not any(torch.equal(a, b) for a in chains for b in other)
     assert derived_seed(seed, 0) == seed and 0 <= derived_seed(2**40, 3) < 2**32
+
+
+def test_class_product_counts_the_prior_once(runs):
+    run = Run(runs / "digits")
+    z = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def f(c):
+        return run.field(z, None, torch.full((5,), c))
+
+    got = ClassProduct(run, [2, 7], [1.0, 0.5])(z)
+    torch.testing.assert_close(got, f(10) + (f(2) - f(10)) + 0.5 * (f(7) - f(10)), atol=1e-5, rtol=1e-5)
+    one = product_field([Expert(run, 3, 2.0)], run)(z)  # one class at weight w: classifier-free guidance
+    torch.testing.assert_close(one, f(10) + 2.0 * (f(3) - f(10)), atol=1e-5, rtol=1e-5)

@@ -287,8 +287,7 @@ def _cmd_compose(a: argparse.Namespace) -> int:
     experts = [_parse_expert(e, w, a.device) for e, w in zip(a.experts, weights, strict=True)]
     run = experts[0].run
     settings = _sampler_settings(run, a, base=default_settings(run))
-    x, o = compose(experts, a.n, settings=settings, seed=a.seed, cfg_scale=1.0 if a.cfg is None else a.cfg,
-                   batch_size=a.batch_size)  # fmt: skip
+    x, o = compose(experts, a.n, settings=settings, seed=a.seed, batch_size=a.batch_size)
     panels = [("composed", x, 1)]
     if png is not None and run.info.kind == "vector":  # each expert alone, for comparison
         from .composition import compose as alone
@@ -486,10 +485,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     cp = sub.add_parser("compose", help="sample a product of experts: the weighted sum of runs' fields/energies")
     cp.add_argument("experts", nargs="+", metavar="RUN[:CLASS]", help="runs, each optionally with a class")
-    cp.add_argument("--weights", type=float, nargs="+", help="one weight per expert (default 1 each)")
+    cp.add_argument(
+        "--weights",
+        type=float,
+        nargs="+",
+        help="one weight per expert (default 1 each); the classes of one run compose as guidance: "
+        "f(none) + sum_i w_i (f(c_i) - f(none))",
+    )
     cp.add_argument("--n", type=_positive_int, required=True, help="number of samples")
     cp.add_argument("--out", required=True, help="samples: " + io_help)
-    cp.add_argument("--cfg", type=float, help="classifier-free guidance weight of the experts with a class")
     _add_sampler_args(cp)
     _add_task_args(cp)
     cp.set_defaults(func=_cmd_compose)
