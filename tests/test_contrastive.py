@@ -71,6 +71,9 @@ def test_drifting_energy_is_a_problem():
     assert cd(ConstantEnergy(0.5), torch.randn(8, 2), None, g).problem is None
     out = cd(ConstantEnergy(25.0), torch.randn(8, 2), None, g)
     assert "drifted to 25" in out.problem and "--energy-reg" in out.problem
+    cd.energy_reg = 0.01  # the limit is 10 / alpha: energies near 1 / (2 alpha) are the loss's own scale
+    assert cd(ConstantEnergy(25.0), torch.randn(8, 2), None, g).problem is None
+    assert "drifted to 2e+03" in cd(ConstantEnergy(2000.0), torch.randn(8, 2), None, g).problem
 
 
 def test_training_stops_when_the_energy_drifts(tmp_path, monkeypatch):
