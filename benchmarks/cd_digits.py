@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from common import class_accuracy, save_digit_grid, trained
+from common import print_class_accuracy, save_digit_grid, trained
 
 from energen import Run
 from energen.data import load_dataset
@@ -62,9 +62,4 @@ for name in ("digits-eqm", "digits-fm", "digits-cdrl-cond"):  # each with its ow
         x, _ = Run(root / name).sample(a.n, seed=1)
         print(f"| {name.removeprefix('digits-')} | noise | {fd(x):.2f} |")
 
-print("\n| variant | cfg | class accuracy |\n|---|---|---|")
-for v, run in runs.items():
-    for w in a.cfg:
-        acc, grid = class_accuracy(run, clf, w)
-        print(f"| {v} | {w:g} | {acc:.3f} |", flush=True)
-        save_digit_grid(grid, ds.info, root / f"digits-{v}-cond-cfg{w:g}.png")
+print_class_accuracy(runs, clf, a.cfg, root, what="variant")

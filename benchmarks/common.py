@@ -68,6 +68,17 @@ def class_samples(run: Run, cfg_scale: float, n: int = 200):
         yield c, run.sample(n, seed=1000 * c, label=c, cfg_scale=cfg_scale)[0]
 
 
+def print_class_accuracy(runs: dict[str, Run], clf, cfg_scales, root: Path, what: str = "method") -> None:
+    """The table of :func:`class_accuracy` of each run at each guidance weight; saves each grid as
+    ``root/digits-<name>-cond-cfg<w>.png``."""
+    print(f"\n| {what} | cfg | class accuracy |\n|---|---|---|")
+    for name, run in runs.items():
+        for w in cfg_scales:
+            acc, grid = class_accuracy(run, clf, w)
+            print(f"| {name} | {w:g} | {acc:.3f} |", flush=True)
+            save_digit_grid(grid, run.info, root / f"digits-{name}-cond-cfg{w:g}.png")
+
+
 def class_accuracy(run: Run, clf, cfg_scale: float) -> tuple[float, torch.Tensor]:
     """Mean accuracy under ``clf`` of guided samples of each digit class, and ten samples of each (a grid)."""
     accs, grid = [], []

@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from common import class_accuracy, digits_args, save_digit_grid, trained
+from common import digits_args, print_class_accuracy, save_digit_grid, trained
 
 from energen import Run
 from energen.data import load_dataset
@@ -50,9 +50,4 @@ for method in ("eqm", "fm"):
         x, _ = Run(root / f"digits-{method}").sample(a.n, seed=1)
         print(f"| {method} | – | {frechet_distance(clf.features(x), ref_features):.2f} | – |")
 
-print("\n| method | cfg | class accuracy |\n|---|---|---|")
-for method, run in runs.items():
-    for w in a.cfg:
-        acc, grid = class_accuracy(run, clf, w)
-        print(f"| {method} | {w:g} | {acc:.3f} |", flush=True)
-        save_grid(grid, f"digits-{method}-cond-cfg{w:g}")
+print_class_accuracy(runs, clf, a.cfg, root)

@@ -147,7 +147,7 @@ def _sampler_settings(run, a: argparse.Namespace, base=None):
     for k in ("tol", "momentum", "noise", "ode_method", "temperature"):
         if getattr(a, k) is not None:
             new = replace(new, **{k: getattr(a, k)})
-    if getattr(a, "cfg", None) is not None and getattr(a, "label", None) is None and a.command in ("sample", "inpaint"):
+    if getattr(a, "cfg", None) is not None and getattr(a, "label", None) is None:  # sample, inpaint
         raise ConfigError("--cfg needs --class")
     return new
 
@@ -196,13 +196,17 @@ def _read_input(path: str, info, what: str):
     return x
 
 
-def _task_outputs(a: argparse.Namespace) -> tuple[Path, Path | None]:
-    out = Path(a.out)
-    _check_new_output(out, a.overwrite, (".npy", ".npz"), allow_dir=True)
+def _new_png(a: argparse.Namespace) -> Path | None:
     png = None if a.png is None else Path(a.png)
     if png is not None:
         _check_new_output(png, a.overwrite, (".png",), allow_dir=False)
-    return out, png
+    return png
+
+
+def _task_outputs(a: argparse.Namespace) -> tuple[Path, Path | None]:
+    out = Path(a.out)
+    _check_new_output(out, a.overwrite, (".npy", ".npz"), allow_dir=True)
+    return out, _new_png(a)
 
 
 def _report(a, run, out: Path, png: Path | None, x, o, panels, **extra) -> int:
@@ -290,9 +294,7 @@ def _cmd_compose(a: argparse.Namespace) -> int:
     x, o = compose(experts, a.n, settings=settings, seed=a.seed, batch_size=a.batch_size)
     panels = [("composed", x, 1)]
     if png is not None and run.info.kind == "vector":  # each expert alone, for comparison
-        from .composition import compose as alone
-
-        panels = [(str(e).rsplit("/", 1)[-1], alone([e], a.n, seed=a.seed)[0], 1) for e in experts] + panels
+        panels = [(str(e).rsplit("/", 1)[-1], compose([e], a.n, seed=a.seed)[0], 1) for e in experts] + panels
     return _report(a, run, out, png, x, o, panels, experts=[str(e) for e in experts], weights=weights,
                    sampler=settings.to_json())  # fmt: skip
 
@@ -300,23 +302,20 @@ def _cmd_compose(a: argparse.Namespace) -> int:
 def _cmd_ood(a: argparse.Namespace) -> int:
     import numpy as np
 
-    from .ood import ood_metrics, ood_scores
+    from .ood import default_score, ood_metrics, ood_scores
     from .sampling import Run
 
     scores_out = None if a.scores is None else Path(a.scores)
     if scores_out is not None:
         _check_new_output(scores_out, a.overwrite, (".npz",), allow_dir=False)
-    png = None if a.png is None else Path(a.png)
-    if png is not None:
-        _check_new_output(png, a.overwrite, (".png",), allow_dir=False)
+    png = _new_png(a)
     run = Run(a.run_dir, device=a.device)
     x_in = _read_input(a.in_path, run.info, "--in")
     x_ood = None if a.ood is None else _read_input(a.ood, run.info, "--ood")
     kw = dict(score=a.score, level=a.level, batch_size=a.batch_size)
     s_in = ood_scores(run, x_in, **kw)
     s_ood = None if x_ood is None else ood_scores(run, x_ood, **kw)
-    result = {"score": a.score or ("energy" if run.has_energy else "field-norm"), "level": a.level,
-              "in": _summary(s_in)}  # fmt: skip
+    result = {"score": a.score or default_score(run), "level": a.level, "in": _summary(s_in)}
     if s_ood is not None:
         result |= {"ood": _summary(s_ood), **ood_metrics(s_in, s_ood)}
     if scores_out is not None:

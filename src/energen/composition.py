@@ -65,7 +65,7 @@ class ClassProduct:
 
 
 def _check(run: Run, frame: Run) -> None:
-    if run.method.time_conditioned and not run.is_recovery:
+    if run.learns_velocity:
         raise ConfigError(f"{run.dir}: method {run.cfg.method!r} learns a time-dependent velocity, which does not "
                           "compose as a product of experts; use eqm, eqm-e, drl, cdrl or cd runs")  # fmt: skip
     if run.info.shape != frame.info.shape:

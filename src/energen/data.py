@@ -71,13 +71,16 @@ class DataInfo:
             return x[:, 0]
         return x
 
+    @property
+    def user_shape(self) -> tuple[int, ...]:
+        """One sample's shape in the user's layout."""
+        if self.layout == "nhwc":
+            return (self.shape[1], self.shape[2], self.shape[0])
+        return tuple(self.shape[1:]) if self.layout == "nhw" else tuple(self.shape)
+
     def from_user_layout(self, x: np.ndarray, what: str) -> np.ndarray:
         """The user's layout -> model layout, checking the shape."""
-        expected = self.shape
-        if self.layout == "nhwc":
-            expected = (self.shape[1], self.shape[2], self.shape[0])
-        elif self.layout == "nhw":
-            expected = self.shape[1:]
+        expected = self.user_shape
         if x.ndim != 1 + len(expected) or tuple(x.shape[1:]) != tuple(expected):
             raise DataError(f"{what}: expected arrays of shape (N, {', '.join(map(str, expected))}), got {x.shape}")
         if self.layout == "nhwc":
@@ -451,7 +454,7 @@ def read_mask(path: str | os.PathLike, info: DataInfo) -> Tensor:
     m = _load_npy(path)
     if not (np.issubdtype(m.dtype, np.number) or m.dtype == bool):
         raise DataError(f"{path}: expected a numeric or boolean mask, got dtype {m.dtype}")
-    single = m.ndim == {"vector": 1, "nhw": 2}.get(info.layout, 3)  # one sample's mask, in the user's layout
+    single = m.ndim == len(info.user_shape)  # one sample's mask
     m = info.from_user_layout(m[None] if single else m, str(path))
     t = torch.from_numpy(np.ascontiguousarray(m)).float()
     return t[0] if single else t

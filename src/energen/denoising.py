@@ -19,11 +19,6 @@ from .samplers import SamplerOutput
 from .sampling import Run, SamplerSettings
 
 
-def needs_noise_level(run: Run, settings: SamplerSettings) -> bool:
-    """Whether denoising with ``settings`` needs the noise level (flow matching, the recovery sampler)."""
-    return run.method.horizon_is_time or settings.sampler == "recovery"
-
-
 def normalised_std(run: Run, noise_std: float) -> float:
     """A noise std in data units as a std in the model's normalised units (vectors: the RMS of the
     per-dimension scales)."""
@@ -42,7 +37,7 @@ def denoise(run: Run, x: Tensor, *, noise_std: float | None = None, settings: Sa
         settings: the sampler (default: the run's; a Langevin chain at temperature 0).
     """
     settings = settings or restoring_settings(run.default_sampler)
-    if needs_noise_level(run, settings) and noise_std is None:
+    if run.needs_noise_level(settings) and noise_std is None:
         how = (
             "flow matching starts at the time"
             if run.method.horizon_is_time

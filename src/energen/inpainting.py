@@ -16,7 +16,7 @@ from torch import Tensor
 from .errors import ConfigError, DataError
 from .samplers import SamplerOutput
 from .sampling import Run, SamplerSettings
-from .utils import PerSampleNoise, derived_seed
+from .utils import derived_noise, derived_seed
 
 ROUNDS = 10  # descents of the time-free methods; on digits (lower half masked, EqM) 1 / 3 / 10 rounds put
 # 59% / 68% / 77% / 80% (20 rounds) of completions in the original's class (nearest-neighbour completion: 88%)
@@ -53,7 +53,7 @@ def inpaint(run: Run, x: Tensor, mask: Tensor, *, completions: int = 1, settings
     if completions < 1:
         raise ValueError("completions must be >= 1")
     settings = settings or run.default_sampler
-    time_free = not (run.method.horizon_is_time or settings.sampler == "recovery")
+    time_free = not run.needs_noise_level(settings)
     if rounds is None:
         rounds = ROUNDS if time_free else 1
     if rounds < 1 or (rounds > 1 and not time_free):
@@ -70,7 +70,6 @@ def inpaint(run: Run, x: Tensor, mask: Tensor, *, completions: int = 1, settings
 
     out_z, out = descend(None, 0)
     for r in range(1, rounds):
-        first = derived_seed(seed, 2 * r + 1)  # the re-noising of round r, apart from every chain's streams
-        eps = PerSampleNoise(range(first, first + len(z)), z.shape[1:])(range(len(z)))
+        eps = derived_noise(seed, 2 * r + 1, len(z), z.shape[1:])  # round r's re-noising, apart from every chain
         out_z, out = descend((1 - renoise) * out_z + renoise * eps, r)
     return run.info.denormalize(out_z), out

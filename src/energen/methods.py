@@ -42,11 +42,8 @@ class Method:
         by about 30% against uniform gamma (README, Results), and on digits FD-digits from 0.90 to 0.87; flow
         matching keeps the uniform gamma of the baseline it stands for.
         """
-        if cfg.c_a is None:
-            cfg = replace(cfg, c_a=default_truncation(data_shape))
-        if cfg.gamma_power is None:
-            cfg = replace(cfg, gamma_power=1.0 if self.horizon_is_time else 2.0)
-        return _fill(cfg, adam_beta1=0.9)
+        gamma_power = 1.0 if self.horizon_is_time else 2.0
+        return _fill(cfg, c_a=default_truncation(data_shape), gamma_power=gamma_power, adam_beta1=0.9)
 
     def param_groups(self, model: nn.Module, cfg: TrainConfig) -> list[dict]:
         """Optimiser parameter groups; each group's gradient norm is clipped separately."""

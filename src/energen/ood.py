@@ -35,7 +35,7 @@ def ood_scores(run: Run, x: Tensor, *, score: str | None = None, level: int = 0,
     score = score or default_score(run)
     if score not in SCORES:
         raise ConfigError(f"unknown score {score!r}; choose one of: {', '.join(SCORES)}")
-    if run.method.time_conditioned and not run.is_recovery:
+    if run.learns_velocity:
         raise ConfigError(f"method {run.cfg.method!r} learns a time-dependent velocity with no energy or "
                           "equilibrium to score; use eqm, eqm-e, drl, cdrl or cd")  # fmt: skip
     if score == "energy" and not run.has_energy:

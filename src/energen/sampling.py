@@ -98,6 +98,16 @@ class Run:
     def is_recovery(self) -> bool:
         return isinstance(self.model, RecoveryModel)
 
+    @property
+    def learns_velocity(self) -> bool:
+        """A time-dependent velocity (flow matching): no energy, no equilibrium, no product of experts."""
+        return self.method.time_conditioned and not self.is_recovery
+
+    def needs_noise_level(self, settings: SamplerSettings) -> bool:
+        """Whether ``settings`` start from a noise level (flow matching's time, the recovery sampler's level)
+        rather than descending from any point, as the time-free methods (EqM, EqM-E, cd) do."""
+        return self.method.horizon_is_time or settings.sampler == "recovery"
+
     def energy(self, x: Tensor, y: Tensor | None = None, *, level: int = 0) -> Tensor:
         """The scalar energy of points in data coordinates, shape (B, ...) -> (B,), in normalised units.
 

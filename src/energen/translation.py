@@ -15,7 +15,7 @@ from torch import Tensor
 from .errors import ConfigError
 from .samplers import SamplerOutput
 from .sampling import Run, SamplerSettings
-from .utils import PerSampleNoise, derived_seed
+from .utils import derived_noise
 
 
 def translate(run: Run, x: Tensor, target: int, *, strength: float = 0.5, settings: SamplerSettings | None = None,
@@ -26,11 +26,10 @@ def translate(run: Run, x: Tensor, target: int, *, strength: float = 0.5, settin
     labels = run.labels(target, len(x))
     settings = settings or run.default_sampler
     z = run.info.normalize(x)
-    first = derived_seed(seed, 1)  # the start noise of sample i: its own stream, apart from its chain's (seed + i)
-    eps = PerSampleNoise(range(first, first + len(z)), z.shape[1:])(range(len(z)))
+    eps = derived_noise(seed, 1, len(z), z.shape[1:])  # the start noise, apart from the chains' (seed + i)
     sigma = strength / (1 - strength)
     x0 = z + sigma * eps  # data plus sigma noise: the start of fm and of the recovery ladder
-    if not (run.method.horizon_is_time or settings.sampler == "recovery"):
+    if not run.needs_noise_level(settings):
         x0 = (1 - strength) * x0  # the time-free methods' interpolant
     out_z, out = run.chains(len(z), x0=x0, seed=seed, settings=settings, labels=labels, cfg_scale=cfg_scale,
                             noise_std=sigma, batch_size=batch_size)  # fmt: skip

@@ -47,6 +47,13 @@ def derived_seed(seed: int, stream: int) -> int:
     return (int(seed) + int(stream) * 0x9E3779B9) % (1 << 32)
 
 
+def derived_noise(seed: int, stream: int, n: int, shape: Sequence[int]) -> Tensor:
+    """One standard normal draw of ``shape`` per sample ``i < n``, from the stream seeded
+    ``derived_seed(seed, stream) + i``: noise tied to the samples' seeds, apart from their chains'."""
+    first = derived_seed(seed, stream)
+    return PerSampleNoise(range(first, first + n), shape)(range(n))
+
+
 class PerSampleNoise:
     """Standard normal noise with one independent stream per sample (EDM's ``StackedRandomGenerator``).
 
