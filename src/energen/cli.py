@@ -15,7 +15,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from .config import TrainConfig, read_config_file
-from .errors import ConfigError, EnergenError
+from .errors import ConfigError, DataError, EnergenError
 
 TRAIN_CHOICES = {
     "method": lambda: __import__("energen.methods", fromlist=["METHODS"]).METHODS.names(),
@@ -373,6 +373,62 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(a: argparse.Namespace) -> int:
+    import torch
+
+    from .networks import MODELS, NetSpec
+    from .transformer import DiT, reference_extra_parameters
+
+    shape = (a.channels, a.image_size, a.image_size)
+    print(f"# parameters for inputs {a.channels}x{a.image_size}x{a.image_size}, {a.classes} classes "
+          "(reference: the SiT/DiT module of the EqM repository, pos_embed and sigma half included)")  # fmt: skip
+    print(f"{'model':<10} {'parameters':>14} {'reference':>14}")
+    with torch.device("meta"):  # counts without allocating memory
+        for name in MODELS.names():
+            try:
+                net = MODELS.get(name)(NetSpec(shape, num_classes=a.classes))
+            except ConfigError:
+                print(f"{name:<10} {'(not for this shape)':>14}")
+                continue
+            n = sum(p.numel() for p in net.parameters())
+            ref = f"{n + reference_extra_parameters(net):,}" if isinstance(net, DiT) else ""
+            print(f"{name:<10} {n:>14,} {ref:>14}")
+    return 0
+
+
+def _cmd_fid(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .fid import InceptionFeatures, image_metrics, read_images, save_stats
+
+    if (a.ref is None) == (a.save_stats is None):
+        raise ConfigError("give --ref (to score SAMPLES) or --save-stats (to write SAMPLES' statistics)")
+    net = InceptionFeatures(a.inception, device=a.device, batch_size=a.batch_size)
+    images = read_images(a.samples)
+    if a.save_stats is not None:
+        out = Path(a.save_stats)
+        _check_new_output(out, a.overwrite, (".npz",), allow_dir=False)
+        save_stats(out, net.features(images))
+        print(json.dumps({"n_images": len(images), "stats": str(out)}))
+        return 0
+    ref = Path(a.ref)
+    if not ref.exists():
+        raise DataError(f"{ref}: reference not found")
+    is_stats = ref.suffix == ".npz" and "mu" in np.load(ref, allow_pickle=False).files
+    kw = {"ref_stats": ref} if is_stats else {"ref_images": read_images(ref)}
+    print(json.dumps(image_metrics(images, net, splits=a.splits, **kw)))
+    return 0
+
+
+def _cmd_convert(a: argparse.Namespace) -> int:
+    from .convert import convert
+
+    arch = convert(a.checkpoint, a.out, which=a.which, energy=a.energy)
+    print(f"{a.checkpoint} -> {a.out}: {arch['model']}, {arch['num_classes']} classes, latents "
+          f"{arch['channels']}x{arch['image']}x{arch['image']}")  # fmt: skip
+    return 0
+
+
 def _add_sampler_args(s: argparse.ArgumentParser) -> None:
     from .samplers import ODE_METHODS, SAMPLERS
 
@@ -527,6 +583,30 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--overwrite", action="store_true")
     pl.set_defaults(func=_cmd_plot)
+
+    m = sub.add_parser("models", help="list the registered networks with their parameter counts")
+    m.add_argument("--channels", type=_positive_int, default=4, help="input channels (default 4: SD-VAE latents)")
+    m.add_argument("--image-size", type=_positive_int, default=32, help="input height = width (default 32)")
+    m.add_argument("--classes", type=int, default=1000, help="number of classes (default 1000)")
+    m.set_defaults(func=_cmd_models)
+
+    cv = sub.add_parser("convert", help="import a checkpoint of the reference EqM repository as a run directory")
+    cv.add_argument("checkpoint", help="the reference's .pt (read weights-only: no pickled code runs)")
+    cv.add_argument("--out", required=True, help="new run directory")
+    cv.add_argument("--which", choices=["ema", "model"], default="ema", help="which weights (default ema)")
+    cv.add_argument("--energy", choices=["dot", "l2"], help="the checkpoint was trained with --ebm (EqM-E)")
+    cv.set_defaults(func=_cmd_convert)
+
+    fd = sub.add_parser("fid", help="FID, Inception Score, precision/recall with Inception weights from a local file")
+    fd.add_argument("samples", help="images: an ADM .npz (arr_0, uint8 N x H x W x 3) or a folder of PNGs")
+    fd.add_argument("--inception", required=True, help="TorchScript Inception (inception-2015-12-05.pt)")
+    fd.add_argument("--ref", help="reference: a statistics .npz (mu, sigma) or images as for SAMPLES")
+    fd.add_argument("--save-stats", help="write SAMPLES' statistics (mu, sigma, features) to this .npz instead")
+    fd.add_argument("--splits", type=_positive_int, default=10, help="Inception Score splits (default 10)")
+    fd.add_argument("--batch-size", type=_positive_int, default=100)
+    fd.add_argument("--device", default="cpu")
+    fd.add_argument("--overwrite", action="store_true")
+    fd.set_defaults(func=_cmd_fid)
 
     d = sub.add_parser("demo", help="train EqM on checkerboard, sample, evaluate and plot (1-2 min on CPU)")
     d.add_argument("--out", default=None, help="directory (default: a new energen-demo* folder here)")

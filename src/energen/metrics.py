@@ -78,8 +78,11 @@ def mmd(x: Tensor, y: Tensor, *, max_points: int = 2000, seed: int = 0) -> float
 
 def frechet_distance(fx: np.ndarray, fy: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets of shape (N, D)."""
-    mu1, mu2 = fx.mean(0), fy.mean(0)
-    s1, s2 = np.cov(fx, rowvar=False), np.cov(fy, rowvar=False)
+    return frechet_stats_distance(fx.mean(0), np.cov(fx, rowvar=False), fy.mean(0), np.cov(fy, rowvar=False))
+
+
+def frechet_stats_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
+    """|mu1 - mu2|^2 + tr(s1 + s2 - 2 sqrtm(s1 s2)), as pytorch-fid's ``calculate_frechet_distance``."""
     with warnings.catch_warnings():  # a singular product is handled below, as pytorch-fid does
         warnings.simplefilter("ignore", linalg.LinAlgWarning)
         covmean = linalg.sqrtm(s1 @ s2)

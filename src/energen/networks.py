@@ -30,17 +30,22 @@ class NetSpec:
 
 
 class TimeEmbedding(nn.Module):
-    """Sinusoidal features of t in [0, 1] followed by a small MLP (as DiT's ``TimestepEmbedder``)."""
+    """Sinusoidal features of t in [0, 1] followed by a small MLP (as DiT's ``TimestepEmbedder``).
 
-    def __init__(self, dim: int, freq_dim: int = 64, max_period: float = 1000.0):
+    The features are cos and sin of ``t * t_scale`` times frequencies from 1 down to 1/max_period;
+    ``t_scale`` defaults to ``max_period`` (SiT's transformer uses 1).
+    """
+
+    def __init__(self, dim: int, freq_dim: int = 64, max_period: float = 1000.0, t_scale: float | None = None):
         super().__init__()
         self.freq_dim, self.max_period = freq_dim, max_period
+        self.t_scale = max_period if t_scale is None else t_scale
         self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, t: Tensor) -> Tensor:
         half = self.freq_dim // 2
         freqs = torch.exp(-math.log(self.max_period) * torch.arange(half, device=t.device) / half)
-        args = (t.float() * self.max_period)[:, None] * freqs[None]
+        args = (t.float() * self.t_scale)[:, None] * freqs[None]
         return self.mlp(torch.cat([args.cos(), args.sin()], dim=1))
 
 
@@ -171,6 +176,12 @@ def default_model(data_shape: tuple[int, ...]) -> str:
     return "mlp" if math.prod(data_shape) <= 16 else "mlp-large"
 
 
+def _twice_differentiable(net: nn.Module) -> None:
+    """Ask a network with fused kernels that lack double backward (attention) to use plain ops."""
+    if hasattr(net, "set_double_backward"):
+        net.set_double_backward(True)
+
+
 class ExplicitEnergy(nn.Module):
     r"""EqM-E: a scalar energy built from a network ``h`` of x's shape, and its field :math:`-\nabla E`.
 
@@ -186,6 +197,7 @@ class ExplicitEnergy(nn.Module):
         if kind not in ("dot", "l2"):
             raise ValueError(f"energy kind must be 'dot' or 'l2', got {kind!r}")
         self.net, self.kind = net, kind
+        _twice_differentiable(net)
 
     @property
     def features(self) -> Tensor | None:
@@ -209,6 +221,7 @@ class ScalarEnergy(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
+        _twice_differentiable(net)  # Improved CD's KL term differentiates through a Langevin step
 
     @property
     def features(self) -> Tensor | None:
@@ -223,9 +236,13 @@ class ScalarEnergy(nn.Module):
 
 def spectral_normalise(net: nn.Module) -> nn.Module:
     """Spectral normalisation on every linear and convolution layer but the output layer (IGEBM keeps the
-    last layer free), in place; returns ``net``."""
+    last layer free), in place; returns ``net``.
+
+    Layers that start at zero are left free too: their spectral norm is 0 (a 0/0 division). In the
+    transformer these are adaLN-Zero's modulations, functions of the class and time, not of x.
+    """
     last = getattr(net, "output_layer", None)
     for module in list(net.modules()):
-        if isinstance(module, (nn.Linear, nn.Conv2d)) and module is not last:
+        if isinstance(module, (nn.Linear, nn.Conv2d)) and module is not last and module.weight.any():
             nn.utils.parametrizations.spectral_norm(module)
     return net
