@@ -36,6 +36,11 @@ TRAIN_HELP = {
     "c_a": "truncation point a of the truncated c(gamma) (default: 0.95 for data of dimension <= 16, else 0.8)",
     "gamma_power": "eqm/eqm-e/fm: draw gamma with density p*gamma^(p-1) (1: uniform; 2: more weight near the data)",
     "ema_halflife_samples": "EMA half-life in samples",
+    "image_size": "image folders: centre-crop every image to this square (ADM's preprocessing)",
+    "hflip": "images: mirror each training image left-right with probability 1/2",
+    "tf32": "TF32 matmuls/convolutions on CUDA (default on)",
+    "compile": "torch.compile the model for training",
+    "grad_checkpointing": "transformer backbones: recompute each block in the backward pass (saves memory)",
     "adam_beta1": "Adam's beta1 (momentum; default: 0 for cd as IGEBM/ICD, 0.9 otherwise)",
     "adam_beta2": "Adam's beta2",
     "calibrate": "choose the default sampler budget on held-out data after training",
@@ -153,18 +158,48 @@ def _sampler_settings(run, a: argparse.Namespace, base=None):
 
 
 def _cmd_sample(a: argparse.Namespace) -> int:
+    """Sampling; under ``torchrun`` each process draws its share (sample i always from noise stream
+    seed + i, so the result does not depend on the number of processes) and rank 0 gathers."""
+    import torch
+
+    from . import distributed as dist
+    from .data import png_folder_to_npz, write_samples
     from .sampling import Run
 
     out = Path(a.out)
     _check_new_output(out, a.overwrite, (".npy", ".npz"), allow_dir=True)
-    run = Run(a.run_dir, device=a.device)
+    if a.npz is not None:
+        if out.suffix:
+            raise ConfigError("--npz goes with a directory --out (the PNGs it gathers)")
+        _check_new_output(Path(a.npz), a.overwrite, (".npz",), allow_dir=False)
+    device = torch.device(a.device)
+    dist.init(device)
+    rank, world = dist.rank(), dist.world_size()
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", dist.local_rank())
+    run = Run(a.run_dir, device=device)
     new = _sampler_settings(run, a)
-    x, o = run.sample(a.n, seed=a.seed, settings=new, label=a.label, cfg_scale=1.0 if a.cfg is None else a.cfg,
-                      batch_size=a.batch_size, start=a.start)  # fmt: skip
-    _write(x, run.info, out, a.overwrite)
-    steps = o.steps.float()
-    print(json.dumps({"out": str(out), "n": a.n, "sampler": new.to_json(), "mean_steps": float(steps.mean()),
-                      "max_steps": int(steps.max()), "nfe": o.nfe}))  # fmt: skip
+    lo, hi = a.n * rank // world, a.n * (rank + 1) // world
+    if dist.is_main() and out.suffix == "" and out.exists() and a.overwrite:
+        for f in out.glob("*.png"):
+            f.unlink()
+    dist.barrier()  # every rank has checked its outputs before any writes
+    x, o = run.sample(hi - lo, seed=a.seed + lo, settings=new, label=a.label,
+                      cfg_scale=1.0 if a.cfg is None else a.cfg, batch_size=a.batch_size, start=a.start)  # fmt: skip
+    if out.suffix == "":
+        write_samples(x, run.info, out, first_index=lo, vae=a.vae)
+    steps = o.steps.float().cpu()
+    parts = dist.gather_to_main((x.cpu() if out.suffix else None, steps, o.nfe))
+    if dist.is_main():
+        if out.suffix:
+            write_samples(torch.cat([p[0] for p in parts]), run.info, out, vae=a.vae)
+        if a.npz is not None:
+            png_folder_to_npz(out, a.n, Path(a.npz))
+        steps = torch.cat([p[1] for p in parts])
+        print(json.dumps({"out": str(out), "n": a.n, "processes": world, "sampler": new.to_json(),
+                          "mean_steps": float(steps.mean()), "max_steps": int(steps.max()),
+                          "nfe": sum(p[2] for p in parts)}))  # fmt: skip
+    dist.barrier()
     return 0
 
 
@@ -420,6 +455,15 @@ def _cmd_fid(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_encode(a: argparse.Namespace) -> int:
+    from .latents import encode_folder
+
+    meta = encode_folder(a.data, a.vae, a.out, image_size=a.image_size, flip=a.flip, device=a.device,
+                         batch_size=a.batch_size)  # fmt: skip
+    print(json.dumps({"out": a.out} | meta))
+    return 0
+
+
 def _cmd_convert(a: argparse.Namespace) -> int:
     from .convert import convert
 
@@ -476,6 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir")
     s.add_argument("--n", type=_positive_int, required=True, help="number of samples")
     s.add_argument("--out", required=True, help=".npy (data coordinates), .npz (ADM uint8 images) or a directory")
+    s.add_argument("--npz", help="with a directory --out: also gather its PNGs into this ADM .npz")
+    s.add_argument("--vae", help="latent runs: the VAE folder to decode with (default: the one the run names)")
     _add_sampler_args(s)
     s.add_argument("--start", choices=["noise", "buffer"], default="noise",
                    help="where chains start: Gaussian noise, or the replay buffer of a cd run")  # fmt: skip
@@ -589,6 +635,16 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--image-size", type=_positive_int, default=32, help="input height = width (default 32)")
     m.add_argument("--classes", type=int, default=1000, help="number of classes (default 1000)")
     m.set_defaults(func=_cmd_models)
+
+    en = sub.add_parser("encode", help="centre-crop an image folder and cache its VAE latents (latent mode)")
+    en.add_argument("data", help="image folder (one subfolder per class, or images directly)")
+    en.add_argument("--vae", required=True, help="local AutoencoderKL folder (e.g. a copy of sd-vae-ft-ema)")
+    en.add_argument("--out", required=True, help="new latent directory (train with --data OUT)")
+    en.add_argument("--image-size", type=_positive_int, default=256, help="crop size in pixels (default 256)")
+    en.add_argument("--flip", action="store_true", help="also encode every image mirrored (flip augmentation)")
+    en.add_argument("--batch-size", type=_positive_int, default=32)
+    en.add_argument("--device", default="cpu")
+    en.set_defaults(func=_cmd_encode)
 
     cv = sub.add_parser("convert", help="import a checkpoint of the reference EqM repository as a run directory")
     cv.add_argument("checkpoint", help="the reference's .pt (read weights-only: no pickled code runs)")

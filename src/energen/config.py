@@ -21,6 +21,8 @@ class TrainConfig:
     data: str = "checkerboard"
     model: str = "auto"  # "auto": chosen from the data's dimension
     conditional: bool = False
+    image_size: int | None = None  # image folders: centre-crop every image to this square (ADM preprocessing)
+    hflip: bool = False  # images: mirror each training image left-right with probability 1/2
     # EqM target weighting c(gamma) and options
     c_schedule: str = "truncated"
     c_a: float | None = None  # truncation point a; None: chosen from the data (see resolve_config)
@@ -68,6 +70,9 @@ class TrainConfig:
     log_every: int = 50
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    tf32: bool = True  # TF32 matmuls and convolutions on CUDA (as the reference)
+    compile: bool = False  # torch.compile the model for training
+    grad_checkpointing: bool = False  # transformer backbones: recompute each block in the backward pass
     tensorboard: bool = False
     wandb: bool = False
     calibrate: bool = True  # choose the default sampler budget from held-out data after training
@@ -85,6 +90,7 @@ class TrainConfig:
         WEIGHTINGS.get(self.c_schedule)
         checks = [
             (self.steps >= 1, "steps must be >= 1"),
+            (self.image_size is None or self.image_size >= 2, "image-size must be >= 2"),
             (self.batch_size >= 1, "batch-size must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
             (self.adam_beta1 is None or 0 <= self.adam_beta1 < 1, "adam-beta1 must be in [0, 1)"),

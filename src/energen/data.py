@@ -11,6 +11,7 @@ data at hand and samples always come back in the data's own coordinates and layo
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Callable
@@ -45,6 +46,7 @@ class DataInfo:
     scale: list[float]
     lo: float
     hi: float
+    decoder: dict | None = None  # latent data: {"vae": path, "latent_scale": s}; images come from decoding
 
     def affine(self, like: Tensor) -> tuple[Tensor, Tensor]:
         """(shift, scale) shaped to broadcast against a batch like ``like``."""
@@ -112,18 +114,21 @@ class Dataset:
     def __init__(self, info: DataInfo, *, train_x=None, train_y=None, ref_x=None, ref_y=None, draw=None):
         self.info, self.draw = info, draw
         self.train_x, self.train_y, self.ref_x, self.ref_y = train_x, train_y, ref_x, ref_y
-        self._train_norm = None if train_x is None else info.normalize(train_x)
+        # a numpy array (memory-mapped latents) is read and normalised one batch at a time
+        self._train_norm = None if train_x is None or isinstance(train_x, np.ndarray) else info.normalize(train_x)
 
     @property
     def num_train(self) -> int | None:
         return None if self.train_x is None else len(self.train_x)
 
-    def batch(self, step: int, batch_size: int, generator: torch.Generator, *, rank: int = 0, world: int = 1):
+    def batch(self, step: int, batch_size: int, generator: torch.Generator, *, rank: int = 0, world: int = 1,
+              hflip: bool = False):  # fmt: skip
         """The normalised training batch of one rank at one optimiser step: (x, y or None).
 
         Finite data is visited in epochs, each in the order of a permutation seeded by the epoch number,
         so the batch is a function of ``step`` only: resuming needs no data-loader state. Toys are drawn
-        fresh from ``generator``. ``batch_size`` is the global batch; each rank takes its slice.
+        fresh from ``generator``. ``batch_size`` is the global batch; each rank takes its slice. ``hflip``:
+        each image is mirrored left-right with probability 1/2 (drawn from ``generator``).
         """
         per_rank = batch_size // world
         if self.draw is not None:
@@ -137,7 +142,14 @@ class Dataset:
             sel = epochs == e
             idx[sel] = perm[pos[sel] % n]
         y = None if self.train_y is None else self.train_y[idx]
-        return self._train_norm[idx], y
+        if self._train_norm is None:
+            x = self.info.normalize(torch.from_numpy(np.asarray(self.train_x[idx.numpy()], dtype=np.float32)))
+        else:
+            x = self._train_norm[idx]
+        if hflip:
+            flip = torch.rand(len(x), generator=generator) < 0.5
+            x = torch.where(flip.reshape(-1, *[1] * (x.ndim - 1)), x.flip(-1), x)
+        return x, y
 
     def reference(self, n: int | None = None, seed: int = 12345) -> tuple[Tensor, Tensor | None]:
         """Held-out data in data coordinates: fresh draws for toys, the test split otherwise."""
@@ -319,8 +331,24 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise DataError(f"{path}: cannot read .npz file ({type(e).__name__}: {e})") from None
 
 
-def read_image_folder(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """PNG/JPEG files directly in ``path`` (no labels) or in one subfolder per class (sorted names)."""
+def center_crop(im, size: int) -> np.ndarray:
+    """ADM's ``center_crop_arr``: halve with a box filter while the short side is >= 2 size, resize the
+    short side to ``size`` (bicubic), crop the centre square."""
+    from PIL import Image
+
+    while min(*im.size) >= 2 * size:
+        im = im.resize(tuple(x // 2 for x in im.size), resample=Image.BOX)
+    scale = size / min(*im.size)
+    im = im.resize(tuple(round(x * scale) for x in im.size), resample=Image.BICUBIC)
+    arr = np.asarray(im)
+    top, left = (arr.shape[0] - size) // 2, (arr.shape[1] - size) // 2
+    return arr[top : top + size, left : left + size]
+
+
+def read_image_folder(path: Path, image_size: int | None = None, rgb: bool = False):
+    """PNG/JPEG files directly in ``path`` (no labels) or in one subfolder per class (sorted names):
+    (uint8 (N, H, W, C), labels or None). ``image_size``: centre-crop each image to that square (ADM's
+    preprocessing), so images of any size load; ``rgb``: convert grey images to RGB."""
     from PIL import Image
 
     subdirs = sorted(p for p in path.iterdir() if p.is_dir())
@@ -334,14 +362,15 @@ def read_image_folder(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     for label, f in files:
         try:
             with Image.open(f) as im:
-                im = im.convert("L") if im.mode in ("L", "1", "I;16", "P") and im.mode != "P" else im.convert("RGB")
-                images.append(np.asarray(im))
+                grey = im.mode in ("L", "1", "I;16") and not rgb
+                im = im.convert("L" if grey else "RGB")
+                images.append(np.asarray(im) if image_size is None else center_crop(im, image_size))
         except Exception as e:  # noqa: BLE001
             raise DataError(f"{f}: cannot read image ({e})") from None
         labels.append(label)
     shapes = {a.shape for a in images}
     if len(shapes) > 1:
-        raise DataError(f"{path}: images have different sizes {sorted(shapes)[:3]}; resize them to one size")
+        raise DataError(f"{path}: images have different sizes {sorted(shapes)[:3]}; pass --image-size to crop them")
     x = np.stack(images)
     if x.ndim == 3:
         x = x[..., None]
@@ -349,8 +378,25 @@ def read_image_folder(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return x, y
 
 
-def load_dataset(spec: str) -> Dataset:
-    """A built-in name or a path (see module docstring). Raises :class:`DataError` with one clear line."""
+def latent_dataset(path: Path) -> Dataset:
+    """A latent directory written by ``energen encode`` (see :mod:`energen.latents`), memory-mapped."""
+    from .latents import read_latent_dir
+
+    z, y, meta = read_latent_dir(path)
+    labels, k = (None, 0) if y is None else _check_labels(y, len(z), str(path))
+    ref = torch.from_numpy(np.asarray(z[: min(len(z), 1000)], dtype=np.float32))
+    scale = float(meta["latent_scale"])
+    lo, hi = float(ref.min()), float(ref.max())
+    info = DataInfo(name=path.name, kind="image", shape=tuple(z.shape[1:]), layout="nchw", num_classes=k,
+                    shift=[0.0], scale=[1.0 / scale], lo=lo, hi=hi,
+                    decoder={"vae": meta["vae"], "latent_scale": scale})  # fmt: skip
+    return Dataset(info, train_x=z, train_y=labels, ref_x=ref, ref_y=None if labels is None else labels[: len(ref)])
+
+
+def load_dataset(spec: str, image_size: int | None = None) -> Dataset:
+    """A built-in name or a path (see module docstring). Raises :class:`DataError` with one clear line.
+
+    ``image_size``: image folders are centre-cropped to this square (any image size then loads)."""
     if spec in TOYS:
         return toy_dataset(spec)
     if spec == "digits":
@@ -358,8 +404,10 @@ def load_dataset(spec: str) -> Dataset:
     path = Path(spec)
     if not path.exists():
         raise DataError(f"data {spec!r} is neither a built-in data set ({', '.join(BUILTIN)}) nor an existing path")
+    if path.is_dir() and (path / "latents.json").is_file():
+        return latent_dataset(path)
     if path.is_dir():
-        x, y = read_image_folder(path)
+        x, y = read_image_folder(path, image_size=image_size)
     elif path.suffix == ".npy":
         x, y = _load_npy(path), None
     elif path.suffix == ".npz":
@@ -379,39 +427,64 @@ def to_uint8_images(x: np.ndarray, info: DataInfo) -> np.ndarray:
     return u[..., :3]
 
 
-def write_samples(x: Tensor, info: DataInfo, out: str | os.PathLike) -> None:
+def sample_images(x: Tensor, info: DataInfo, vae: str | None = None) -> np.ndarray:
+    """Samples (model layout, data coordinates) -> uint8 images (N, H, W, 3); latent runs are decoded by
+    their VAE (``vae`` names another copy of it)."""
+    if info.kind != "image":
+        raise DataError("image output (PNG, ADM .npz) is for images; write vector samples to a .npy file")
+    if info.decoder is None:
+        return to_uint8_images(x.detach().cpu().float().numpy(), info)
+    from .latents import decode_latents, load_vae
+
+    return decode_latents(x, load_vae(vae or info.decoder["vae"], x.device))
+
+
+def write_samples(x: Tensor, info: DataInfo, out: str | os.PathLike, *, first_index: int = 0,
+                  vae: str | None = None) -> None:  # fmt: skip
     """Write samples (model layout, data coordinates): ``.npy`` float array in the user's layout,
-    ``.npz`` ADM format (``arr_0``, uint8 N x H x W x 3, images only), or a directory of PNGs."""
+    ``.npz`` ADM format (``arr_0``, uint8 N x H x W x 3, images only), or a directory of PNGs named by
+    index from ``first_index`` (one shard of a sharded sampling run)."""
     from PIL import Image
 
     from .utils import atomic_write_bytes
 
     out = Path(out)
-    arr = x.detach().cpu().float().numpy()
+    buf = io.BytesIO()
     if out.suffix == ".npy":
-        import io
-
-        buf = io.BytesIO()
+        arr = x.detach().cpu().float().numpy()
         np.save(buf, info.to_user_layout(arr) if info.kind == "image" else arr)
         atomic_write_bytes(out, buf.getvalue())
     elif out.suffix == ".npz":
-        if info.kind != "image":
-            raise DataError(f"{out}: the ADM .npz format is for images; write vector samples to a .npy file")
-        import io
-
-        buf = io.BytesIO()
-        np.savez(buf, arr_0=to_uint8_images(arr, info))
+        np.savez(buf, arr_0=sample_images(x, info, vae))
         atomic_write_bytes(out, buf.getvalue())
     else:
-        if info.kind != "image":
-            raise DataError(f"{out}: PNG output is for images; write vector samples to a .npy file")
+        names = [out / f"{i:06d}.png" for i in range(first_index, first_index + len(x))]
+        if any(f.exists() for f in names):
+            raise DataError(f"{out}: already holds samples with these numbers; choose a new directory")
+        u8 = sample_images(x, info, vae)
         out.mkdir(parents=True, exist_ok=True)
-        if any(out.iterdir()):
-            raise DataError(f"{out}: directory is not empty; choose a new one")
-        u8 = to_uint8_images(arr, info)
-        for i, im in enumerate(u8):
-            im = im[..., 0] if info.shape[0] == 1 else im
-            Image.fromarray(im).save(out / f"{i:06d}.png")
+        grey = info.shape[0] == 1 and info.decoder is None
+        for i, im in enumerate(u8, start=first_index):
+            Image.fromarray(im[..., 0] if grey else im).save(out / f"{i:06d}.png")
+
+
+def png_folder_to_npz(folder: Path, n: int, out: Path) -> None:
+    """Gather ``000000.png`` ... of a sample folder into an ADM ``.npz``, checking there are exactly ``n``."""
+    from PIL import Image
+
+    from .utils import atomic_write_bytes
+
+    files = [folder / f"{i:06d}.png" for i in range(n)]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing or len(list(folder.glob("*.png"))) != n:
+        raise DataError(f"{folder}: expected exactly {n} PNGs 000000.png...; missing {missing[:3]}")
+    arr = []
+    for f in files:
+        with Image.open(f) as im:
+            arr.append(np.asarray(im.convert("RGB")))
+    buf = io.BytesIO()
+    np.savez(buf, arr_0=np.stack(arr))
+    atomic_write_bytes(out, buf.getvalue())
 
 
 def read_samples(path: str | os.PathLike, info: DataInfo) -> Tensor:

@@ -18,6 +18,8 @@ def init(device: torch.device) -> None:
     global _device
     _device = device
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(local_rank())
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
 
@@ -49,6 +51,15 @@ def all_ok(ok: bool) -> bool:
     t = torch.tensor([1.0 if ok else 0.0], device=_device)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())
+
+
+def gather_to_main(obj) -> list | None:
+    """Every rank's ``obj`` (picklable), in rank order, on rank 0; ``None`` on the others."""
+    if not dist.is_initialized():
+        return [obj]
+    out = [None] * world_size() if is_main() else None
+    dist.gather_object(obj, out, dst=0)
+    return out
 
 
 def broadcast_module(module: torch.nn.Module) -> None:

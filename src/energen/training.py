@@ -30,6 +30,7 @@ from .utils import atomic_write_json
 # Fields that may change when a run is resumed: they do not alter what is computed.
 RESUMABLE_FIELDS = {
     "steps", "ckpt_every", "log_every", "tensorboard", "wandb", "device", "calibrate", "calibrate_samples",
+    "compile", "grad_checkpointing",
 }  # fmt: skip
 
 
@@ -55,6 +56,8 @@ def resolve_config(cfg: TrainConfig, info: DataInfo) -> TrainConfig:
     cfg = METHODS.get(cfg.method).resolve(cfg, info.shape)
     if cfg.conditional and info.num_classes == 0:
         raise ConfigError(f"--conditional needs labelled data; {info.name!r} has no labels")
+    if cfg.hflip and info.kind != "image":
+        raise ConfigError(f"--hflip mirrors images; {info.name!r} holds vectors")
     return cfg.validate()
 
 
@@ -166,7 +169,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
     rank, world = dist.rank(), dist.world_size()
     if cfg.batch_size % world:
         raise ConfigError(f"batch-size {cfg.batch_size} is not divisible by the {world} processes")
-    dataset = dataset or load_dataset(cfg.data)
+    dataset = dataset or load_dataset(cfg.data, cfg.image_size)
     info = dataset.info
     if resume and DataInfo.from_json(read_json(run_dir / "data.json")) != info:
         raise ConfigError(f"{run_dir}: data {cfg.data!r} differs from the data the run was trained on")
@@ -176,6 +179,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
 
     torch.manual_seed(cfg.seed)
     model = method.build_model(cfg, info.shape, num_classes).to(device)
+    if cfg.grad_checkpointing:
+        if not any(hasattr(m, "grad_checkpointing") for m in model.modules()):
+            raise ConfigError(f"--grad-checkpointing needs a transformer backbone (EqM-*), not {cfg.model!r}")
+        for m in model.modules():
+            if hasattr(m, "grad_checkpointing"):
+                m.grad_checkpointing = True
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
     objective = method.objective(cfg, num_classes, info)
     ema = EMA(model, halflife_samples=cfg.ema_halflife_samples, rampup=cfg.ema_rampup)
     groups = method.param_groups(model, cfg)
@@ -208,6 +219,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
         if resume:
             _rewind_log(run_dir / "log.csv", step)
     dist.broadcast_module(model)
+    if cfg.compile:
+        model.compile()  # in place: the state dict keeps its names
     use_bf16 = cfg.bf16 and device.type == "cuda"
     loggers = _Loggers(run_dir, cfg, dist.is_main())
     model.train()
@@ -218,7 +231,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
             samples = step * cfg.batch_size
             for group, base_lr in zip(opt.param_groups, base_lrs, strict=True):
                 group["lr"] = base_lr * _warmup(cfg, samples + cfg.batch_size)
-            x, y = dataset.batch(step, cfg.batch_size, gen, rank=rank, world=world)
+            x, y = dataset.batch(step, cfg.batch_size, gen, rank=rank, world=world, hflip=cfg.hflip)
             x = x.to(device)
             y = None if (y is None or not cfg.conditional) else y.to(device)
             autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
