@@ -18,7 +18,6 @@ from torch import nn
 from energen import Run
 from energen.convert import convert
 from energen.errors import CheckpointError, ConfigError
-from energen.methods import METHODS
 from energen.networks import MODELS, NetSpec
 from energen.transformer import SIZES, DiT
 
@@ -116,28 +115,6 @@ def test_twelve_sizes_match_reference_parameter_counts():
 
 def tiny(spec: NetSpec) -> DiT:
     return DiT(spec, depth=2, dim=64, heads=4, patch=2)
-
-
-@pytest.mark.parametrize("method", ["eqm", "eqm-e", "fm", "cd", "drl"])
-def test_every_method_builds_on_the_transformer(method, monkeypatch):
-    monkeypatch.setitem(MODELS._items, "dit-test", tiny)
-    from energen.config import TrainConfig
-    from energen.data import DataInfo
-    from energen.training import resolve_config
-
-    info = DataInfo("x", "image", (3, 8, 8), "nchw", 10, [0.0], [1.0], -1.0, 1.0)
-    cfg = resolve_config(TrainConfig(method=method, model="dit-test", conditional=True), info)
-    torch.manual_seed(0)
-    model = METHODS.get(method).build_model(cfg, (3, 8, 8), 10).eval()  # eval: spectral norm's power
-    x, y = torch.randn(5, 3, 8, 8), torch.randint(0, 10, (5,))
-    for p in model.parameters():  # leave adaLN-Zero's zero start, so the output depends on everything
-        nn.init.normal_(p, std=0.02)  # (iteration would change the weights between the two calls)
-    t = torch.rand(5)
-    out = model(x.requires_grad_(method in ("eqm-e", "cd", "drl")), t, y)
-    assert out.shape == x.shape and torch.isfinite(out).all()
-    # batch invariance: each sample's output depends on that sample only
-    out2 = model(x[:2].detach().requires_grad_(x.requires_grad), t[:2], y[:2])
-    torch.testing.assert_close(out2, out[:2], rtol=1e-4, atol=1e-4 * out.abs().max().item())
 
 
 def test_attention_kernels_agree_and_checkpointing_keeps_gradients():

@@ -10,7 +10,7 @@ The public pieces, one concept per module:
 - :mod:`energen.training` (the loop) and :mod:`energen.sampling` (loading runs, drawing samples).
 """
 
-from . import transformer  # noqa: F401  (registers the EqM-* transformer backbones)
+from . import transformer, unet  # noqa: F401  (register the EqM-* transformers and the U-Nets)
 from .config import TrainConfig
 from .fields import EnergyField, GuidedField, SumField
 from .samplers import GradientDescent, Nesterov, ODESolver
