@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from energen import Run
+from energen.cli import main
 from energen.convert import convert
 from energen.errors import CheckpointError, ConfigError
 from energen.networks import MODELS, NetSpec
@@ -164,6 +165,14 @@ def test_converted_reference_checkpoint_gives_the_same_field(tmp_path):
     # and it samples: raw latents back, the model saw them times 0.18215
     z, _ = run.sample(2, seed=0, label=3, settings=run.default_sampler.__class__(sampler="gd", steps=2))
     assert z.shape == (2, 4, 16, 16) and torch.isfinite(z).all()
+    # images need the VAE: without one, a clear error instead of latents written as pixels
+    common = ["sample", str(tmp_path / "run"), "--n", "4", "--steps", "1"]
+    assert main([*common, "--out", str(tmp_path / "x.npz"), "--random-classes"]) == 2
+    assert not (tmp_path / "x.npz").exists()
+    assert main([*common, "--out", str(tmp_path / "z.npy"), "--random-classes", "--seed", "5"]) == 0
+    one = main([*common[:3], "1", *common[4:], "--out", str(tmp_path / "z1.npy"), "--random-classes", "--seed", "8"])
+    assert one == 0  # sample 3 of seed 5 is sample 0 of seed 8: its class comes from its own stream
+    np.testing.assert_allclose(np.load(tmp_path / "z1.npy")[0], np.load(tmp_path / "z.npy")[3], rtol=1e-5, atol=1e-6)
 
 
 def test_converted_energy_checkpoint_is_the_gradient_of_the_dot_energy(tmp_path):

@@ -180,11 +180,17 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     run = Run(a.run_dir, device=device)
     new = _sampler_settings(run, a)
     lo, hi = a.n * rank // world, a.n * (rank + 1) // world
+    label = a.label
+    if a.random_classes:
+        if a.label is not None or run.num_classes == 0:
+            raise ConfigError("--random-classes needs a conditional run and no --class")
+        label = torch.tensor([torch.randint(run.num_classes, (1,), generator=torch.Generator().manual_seed(a.seed + i))
+                              for i in range(lo, hi)])  # fmt: skip
     if dist.is_main() and out.suffix == "" and out.exists() and a.overwrite:
         for f in out.glob("*.png"):
             f.unlink()
     dist.barrier()  # every rank has checked its outputs before any writes
-    x, o = run.sample(hi - lo, seed=a.seed + lo, settings=new, label=a.label,
+    x, o = run.sample(hi - lo, seed=a.seed + lo, settings=new, label=label,
                       cfg_scale=1.0 if a.cfg is None else a.cfg, batch_size=a.batch_size, start=a.start)  # fmt: skip
     if out.suffix == "":
         write_samples(x, run.info, out, first_index=lo, vae=a.vae)
@@ -467,7 +473,7 @@ def _cmd_encode(a: argparse.Namespace) -> int:
 def _cmd_convert(a: argparse.Namespace) -> int:
     from .convert import convert
 
-    arch = convert(a.checkpoint, a.out, which=a.which, energy=a.energy)
+    arch = convert(a.checkpoint, a.out, which=a.which, energy=a.energy, vae=a.vae)
     print(f"{a.checkpoint} -> {a.out}: {arch['model']}, {arch['num_classes']} classes, latents "
           f"{arch['channels']}x{arch['image']}x{arch['image']}")  # fmt: skip
     return 0
@@ -526,6 +532,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--start", choices=["noise", "buffer"], default="noise",
                    help="where chains start: Gaussian noise, or the replay buffer of a cd run")  # fmt: skip
     s.add_argument("--class", dest="label", type=int, help="class to generate (conditional runs)")
+    s.add_argument(
+        "--random-classes",
+        action="store_true",
+        help="conditional runs: sample i of class drawn uniformly from stream SEED+i (FID on ImageNet)",
+    )
     s.add_argument("--cfg", type=float, help="classifier-free guidance weight (with --class; default 1)")
     _add_common_args(s)
     s.set_defaults(func=_cmd_sample)
@@ -651,6 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--out", required=True, help="new run directory")
     cv.add_argument("--which", choices=["ema", "model"], default="ema", help="which weights (default ema)")
     cv.add_argument("--energy", choices=["dot", "l2"], help="the checkpoint was trained with --ebm (EqM-E)")
+    cv.add_argument("--vae", help="local AutoencoderKL folder that sampling decodes with (else pass it to sample)")
     cv.set_defaults(func=_cmd_convert)
 
     fd = sub.add_parser("fid", help="FID, Inception Score, precision/recall with Inception weights from a local file")

@@ -25,11 +25,11 @@ from .checkpoint import save_export
 from .config import TrainConfig
 from .data import DataInfo
 from .errors import CheckpointError
+from .latents import LATENT_SCALE
 from .sampling import SamplerSettings
 from .transformer import SIZES, sincos_2d
 from .utils import atomic_write_json
 
-LATENT_SCALE = 0.18215  # SD-VAE latents are multiplied by this before the model sees them
 REFERENCE_SAMPLER = SamplerSettings(sampler="nag", steps=250, step_size=0.0017, momentum=0.3)
 
 
@@ -99,12 +99,13 @@ def convert_state(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
 
 
 def convert(path: str | Path, run_dir: str | Path, *, which: str = "ema", energy: str | None = None,
-            latent_scale: float = LATENT_SCALE) -> dict:  # fmt: skip
+            latent_scale: float = LATENT_SCALE, vae: str | None = None) -> dict:  # fmt: skip
     """Write a sampling-ready run directory (config, data, model, sampler) from a reference checkpoint.
 
     ``energy``: None for EqM's implicit field, or "dot"/"l2" for a checkpoint trained with ``--ebm``.
     The run's data are the model's latents (the reference multiplies SD-VAE latents by ``latent_scale``);
-    returns the architecture read off the checkpoint.
+    ``vae`` (a local AutoencoderKL folder) is what image output decodes them with. Returns the
+    architecture read off the checkpoint.
     """
     from .methods import METHODS
 
@@ -119,7 +120,8 @@ def convert(path: str | Path, run_dir: str | Path, *, which: str = "ema", energy
     shape = (arch["channels"], arch["image"], arch["image"])
     info = DataInfo(name=f"latents of {Path(path).name}", kind="image", shape=shape, layout="nchw",
                     num_classes=arch["num_classes"], shift=[0.0], scale=[1.0 / latent_scale],
-                    lo=-1e4, hi=1e4)  # fmt: skip
+                    lo=-1e4, hi=1e4, decoder={"vae": None if vae is None else str(Path(vae).resolve()),
+                                              "latent_scale": latent_scale})  # fmt: skip
     model = METHODS.get(cfg.method).build_model(cfg, shape, arch["num_classes"])
     try:
         model.load_state_dict({("net." + k if cfg.method == "eqm-e" else k): v for k, v in state.items()})

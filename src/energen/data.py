@@ -436,7 +436,10 @@ def sample_images(x: Tensor, info: DataInfo, vae: str | None = None) -> np.ndarr
         return to_uint8_images(x.detach().cpu().float().numpy(), info)
     from .latents import decode_latents, load_vae
 
-    return decode_latents(x, load_vae(vae or info.decoder["vae"], x.device))
+    vae = vae or info.decoder.get("vae")
+    if vae is None:
+        raise DataError("this run holds VAE latents; pass --vae with the local AutoencoderKL folder to decode them")
+    return decode_latents(x, load_vae(vae, x.device))
 
 
 def write_samples(x: Tensor, info: DataInfo, out: str | os.PathLike, *, first_index: int = 0,

@@ -28,7 +28,7 @@ from torch import Tensor
 from .errors import ConfigError, DataError
 from .utils import atomic_write_bytes, atomic_write_json
 
-LATENT_SCALE = 0.18215
+LATENT_SCALE = 0.18215  # SD-VAE latents are multiplied by this before the model sees them
 MANIFEST = "latents.json"
 
 
