@@ -114,6 +114,17 @@ def test_twelve_sizes_match_reference_parameter_counts():
         assert count(RefDiT(28, 1152, 16, 2)) == 675_129_632
 
 
+def test_models_command_prints_all_twelve_with_reference_counts(capsys):
+    assert main(["models"]) == 0
+    rows = {r.split()[0]: r.split()[1:] for r in capsys.readouterr().out.splitlines() if r.startswith("EqM-")}
+    assert len(rows) == 12
+    with torch.device("meta"):
+        for name, (ours, ref) in rows.items():
+            size, patch = name[4:].split("/")
+            assert int(ref.replace(",", "")) == count(RefDiT(*SIZES[size], patch=int(patch)))
+            assert abs(int(ours.replace(",", "")) - int(ref.replace(",", ""))) / int(ref.replace(",", "")) < 0.01
+
+
 def tiny(spec: NetSpec) -> DiT:
     return DiT(spec, depth=2, dim=64, heads=4, patch=2)
 

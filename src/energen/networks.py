@@ -49,6 +49,22 @@ class TimeEmbedding(nn.Module):
         return self.mlp(torch.cat([args.cos(), args.sin()], dim=1))
 
 
+def conditioning(time: nn.Module | None, label: nn.Embedding | None, num_classes: int, x: Tensor,
+                 t: Tensor | None, y: Tensor | None) -> Tensor | None:  # fmt: skip
+    """The conditioning vector of a network: time embedding plus class embedding, either optional; ``None``
+    when the network has neither. A missing ``y`` is the null label ``num_classes`` (unconditional)."""
+    cond = None
+    if time is not None:
+        if t is None:
+            raise ValueError("this network is time-conditioned: pass t")
+        cond = time(t)
+    if label is not None:
+        if y is None:
+            y = torch.full(x.shape[:1], num_classes, device=x.device, dtype=torch.long)
+        cond = label(y) if cond is None else cond + label(y)
+    return cond
+
+
 class ResidualBlock(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
@@ -87,16 +103,7 @@ class MLP(nn.Module):
         return self.out[-1]
 
     def forward(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:
-        cond = None
-        if self.time is not None:
-            if t is None:
-                raise ValueError("this network is time-conditioned: pass t")
-            cond = self.time(t)
-        if self.label is not None:
-            if y is None:
-                y = torch.full(x.shape[:1], self.spec.num_classes, device=x.device, dtype=torch.long)
-            emb = self.label(y)
-            cond = emb if cond is None else cond + emb
+        cond = conditioning(self.time, self.label, self.spec.num_classes, x, t, y)
         h = self.inp(x.reshape(x.shape[0], -1))
         for block in self.blocks:
             h = block(h, cond)

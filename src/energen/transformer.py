@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .errors import ConfigError
-from .networks import MODELS, NetSpec, TimeEmbedding
+from .networks import MODELS, NetSpec, TimeEmbedding, conditioning
 
 SIZES = {"S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}
 PATCHES = (2, 4, 8)
@@ -151,15 +151,9 @@ class DiT(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         b = x.shape[0]
-        if self.spec.time_conditioned and t is None:
-            raise ValueError("this network is time-conditioned: pass t")
-        if not self.spec.time_conditioned or t is None:
+        if not self.spec.time_conditioned:
             t = torch.zeros(b, device=x.device)  # the reference's time-free EqM: the embedder sees t = 0
-        c = self.time(t)
-        if self.label is not None:
-            if y is None:
-                y = torch.full((b,), self.spec.num_classes, device=x.device, dtype=torch.long)
-            c = c + self.label(y)
+        c = conditioning(self.time, self.label, self.spec.num_classes, x, t, y)
         h = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed.to(x.dtype)
         for block in self.blocks:
             if self.grad_checkpointing and torch.is_grad_enabled():

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ConfigError
-from .networks import MODELS, NetSpec, TimeEmbedding
+from .networks import MODELS, NetSpec, TimeEmbedding, conditioning
 
 
 def _norm(c: int) -> nn.GroupNorm:
@@ -128,15 +128,7 @@ class UNet(nn.Module):
         return h
 
     def forward(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:
-        emb = None
-        if self.time is not None:
-            if t is None:
-                raise ValueError("this network is time-conditioned: pass t")
-            emb = self.time(t)
-        if self.label is not None:
-            if y is None:
-                y = torch.full(x.shape[:1], self.spec.num_classes, device=x.device, dtype=torch.long)
-            emb = self.label(y) if emb is None else emb + self.label(y)
+        emb = conditioning(self.time, self.label, self.spec.num_classes, x, t, y)
         h = self.inp(x)
         hs = [h]
         for layer in self.down:
