@@ -27,8 +27,10 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module, *, batch: int, samples_seen: int) -> None:
         b = self.beta(batch, samples_seen)
-        for pe, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            pe.lerp_(p.detach(), 1 - b)
+        ema_params, params = list(self.model.parameters()), [p.detach() for p in model.parameters()]
+        if len(ema_params) != len(params):
+            raise ValueError("the EMA and the model have different parameters")
+        torch._foreach_lerp_(ema_params, params, 1 - b)  # one fused update over all tensors (as timm)
         for be, bm in zip(self.model.buffers(), model.buffers(), strict=True):
             be.copy_(bm)
 

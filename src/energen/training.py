@@ -191,7 +191,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
     ema = EMA(model, halflife_samples=cfg.ema_halflife_samples, rampup=cfg.ema_rampup)
     groups = method.param_groups(model, cfg)
     base_lrs, names = [g["lr"] for g in groups], [g.pop("name") for g in groups]  # kept out of the optimiser state
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay,
+                            fused=device.type == "cuda" or None)  # fmt: skip
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step = 0
     if resume:
