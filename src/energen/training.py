@@ -56,6 +56,9 @@ def resolve_config(cfg: TrainConfig, info: DataInfo) -> TrainConfig:
     cfg = METHODS.get(cfg.method).resolve(cfg, info.shape)
     if cfg.conditional and info.num_classes == 0:
         raise ConfigError(f"--conditional needs labelled data; {info.name!r} has no labels")
+    if cfg.compile and (cfg.method == "eqm-e" or cfg.icd_kl > 0):
+        raise ConfigError("--compile cannot train through a gradient of the energy (eqm-e, --icd-kl): torch.compile "
+                          "has no double backward")  # fmt: skip
     if cfg.hflip and info.kind != "image":
         raise ConfigError(f"--hflip mirrors images; {info.name!r} holds vectors")
     return cfg.validate()
