@@ -163,7 +163,7 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     import torch
 
     from . import distributed as dist
-    from .data import png_folder_to_npz, write_samples
+    from .data import image_decoder, png_folder_to_npz, write_samples
     from .sampling import Run
 
     out = Path(a.out)
@@ -178,6 +178,8 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", dist.local_rank())
     run = Run(a.run_dir, device=device)
+    if out.suffix != ".npy":
+        image_decoder(run.info, a.vae)  # fails now, not after sampling
     new = _sampler_settings(run, a)
     lo, hi = a.n * rank // world, a.n * (rank + 1) // world
     label = a.label
@@ -193,12 +195,12 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     x, o = run.sample(hi - lo, seed=a.seed + lo, settings=new, label=label,
                       cfg_scale=1.0 if a.cfg is None else a.cfg, batch_size=a.batch_size, start=a.start)  # fmt: skip
     if out.suffix == "":
-        write_samples(x, run.info, out, first_index=lo, vae=a.vae)
+        write_samples(x, run.info, out, first_index=lo, vae=a.vae, device=device)
     steps = o.steps.float().cpu()
     parts = dist.gather_to_main((x.cpu() if out.suffix else None, steps, o.nfe))
     if dist.is_main():
         if out.suffix:
-            write_samples(torch.cat([p[0] for p in parts]), run.info, out, vae=a.vae)
+            write_samples(torch.cat([p[0] for p in parts]), run.info, out, vae=a.vae, device=device)
         if a.npz is not None:
             png_folder_to_npz(out, a.n, Path(a.npz))
         steps = torch.cat([p[1] for p in parts])

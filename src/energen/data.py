@@ -427,23 +427,32 @@ def to_uint8_images(x: np.ndarray, info: DataInfo) -> np.ndarray:
     return u[..., :3]
 
 
-def sample_images(x: Tensor, info: DataInfo, vae: str | None = None) -> np.ndarray:
-    """Samples (model layout, data coordinates) -> uint8 images (N, H, W, 3); latent runs are decoded by
-    their VAE (``vae`` names another copy of it)."""
+def image_decoder(info: DataInfo, vae: str | None = None) -> str | None:
+    """Check that samples of ``info`` can be written as images; returns the VAE folder that decodes them
+    (latent data) or ``None`` (pixel data). Call it before sampling, so a bad output fails at once."""
     if info.kind != "image":
         raise DataError("image output (PNG, ADM .npz) is for images; write vector samples to a .npy file")
     if info.decoder is None:
-        return to_uint8_images(x.detach().cpu().float().numpy(), info)
-    from .latents import decode_latents, load_vae
-
+        return None
     vae = vae or info.decoder.get("vae")
     if vae is None:
         raise DataError("this run holds VAE latents; pass --vae with the local AutoencoderKL folder to decode them")
-    return decode_latents(x, load_vae(vae, x.device))
+    return vae
+
+
+def sample_images(x: Tensor, info: DataInfo, vae: str | None = None, device=None) -> np.ndarray:
+    """Samples (model layout, data coordinates) -> uint8 images (N, H, W, 3); latent runs are decoded by
+    their VAE (``vae`` names another copy of it) on ``device``."""
+    vae = image_decoder(info, vae)
+    if vae is None:
+        return to_uint8_images(x.detach().cpu().float().numpy(), info)
+    from .latents import decode_latents, load_vae
+
+    return decode_latents(x, load_vae(vae, device or x.device))
 
 
 def write_samples(x: Tensor, info: DataInfo, out: str | os.PathLike, *, first_index: int = 0,
-                  vae: str | None = None) -> None:  # fmt: skip
+                  vae: str | None = None, device=None) -> None:  # fmt: skip
     """Write samples (model layout, data coordinates): ``.npy`` float array in the user's layout,
     ``.npz`` ADM format (``arr_0``, uint8 N x H x W x 3, images only), or a directory of PNGs named by
     index from ``first_index`` (one shard of a sharded sampling run)."""
@@ -458,13 +467,13 @@ def write_samples(x: Tensor, info: DataInfo, out: str | os.PathLike, *, first_in
         np.save(buf, info.to_user_layout(arr) if info.kind == "image" else arr)
         atomic_write_bytes(out, buf.getvalue())
     elif out.suffix == ".npz":
-        np.savez(buf, arr_0=sample_images(x, info, vae))
+        np.savez(buf, arr_0=sample_images(x, info, vae, device))
         atomic_write_bytes(out, buf.getvalue())
     else:
         names = [out / f"{i:06d}.png" for i in range(first_index, first_index + len(x))]
         if any(f.exists() for f in names):
             raise DataError(f"{out}: already holds samples with these numbers; choose a new directory")
-        u8 = sample_images(x, info, vae)
+        u8 = sample_images(x, info, vae, device)
         out.mkdir(parents=True, exist_ok=True)
         grey = info.shape[0] == 1 and info.decoder is None
         for i, im in enumerate(u8, start=first_index):
