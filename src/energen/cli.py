@@ -457,7 +457,10 @@ def _cmd_fid(a: argparse.Namespace) -> int:
     ref = Path(a.ref)
     if not ref.exists():
         raise DataError(f"{ref}: reference not found")
-    is_stats = ref.suffix == ".npz" and "mu" in np.load(ref, allow_pickle=False).files
+    is_stats = False
+    if ref.suffix == ".npz":
+        with np.load(ref, allow_pickle=False) as z:
+            is_stats = "mu" in z.files
     kw = {"ref_stats": ref} if is_stats else {"ref_images": read_images(ref)}
     print(json.dumps(image_metrics(images, net, splits=a.splits, **kw)))
     return 0

@@ -183,11 +183,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
     torch.manual_seed(cfg.seed)
     model = method.build_model(cfg, info.shape, num_classes).to(device)
     if cfg.grad_checkpointing:
-        if not any(hasattr(m, "grad_checkpointing") for m in model.modules()):
+        backbones = [m for m in model.modules() if hasattr(m, "grad_checkpointing")]
+        if not backbones:
             raise ConfigError(f"--grad-checkpointing needs a transformer backbone (EqM-*), not {cfg.model!r}")
-        for m in model.modules():
-            if hasattr(m, "grad_checkpointing"):
-                m.grad_checkpointing = True
+        for m in backbones:
+            m.grad_checkpointing = True
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
     objective = method.objective(cfg, num_classes, info)
