@@ -148,14 +148,30 @@ def test_cd_defaults_follow_the_data(tmp_path):
     cd = METHODS.get("cd")
     vec = cd.resolve(TrainConfig(method="cd"), (2,))
     assert (vec.langevin_noise, vec.langevin_clip, vec.langevin_clamp) == ((2 * vec.langevin_step) ** 0.5, 0.0, False)
-    assert vec.adam_beta1 == 0.0 and vec.energy_reg < 1
+    assert vec.adam_beta1 == 0.0 and vec.energy_reg < 1 and vec.data_scale == 3.0
     img = cd.resolve(TrainConfig(method="cd", langevin_step=1.0), (1, 8, 8))
     assert img.langevin_step == 1.0 and img.langevin_clip > 0 and img.langevin_clamp and img.energy_reg == 1.0
+    assert img.data_scale == 1.0 and cd.resolve(TrainConfig(method="cd", data_scale=2.0), (2,)).data_scale == 2.0
     assert METHODS.get("eqm").resolve(TrainConfig(), (2,)).adam_beta1 == 0.9
     # a run saved before these options trained with Adam's 0.9 and a clamped, unclipped chain
+    # and on unscaled inputs
     old = TrainConfig(method="cd", langevin_step=0.005, energy_reg=1.0).to_json()
     for k in ("adam_beta1", "adam_beta2", "langevin_clamp"):
         old.pop(k)
     (tmp_path / "config.json").write_text(__import__("json").dumps(old))
     cfg = saved_config(tmp_path)
-    assert (cfg.adam_beta1, cfg.langevin_clamp, cfg.langevin_clip) == (0.9, True, 0.0)
+    assert (cfg.adam_beta1, cfg.langevin_clamp, cfg.langevin_clip, cfg.data_scale) == (0.9, True, 0.0, 1.0)
+
+
+def test_scaled_energy_is_the_network_on_scaled_inputs():
+    from energen.networks import MLP, NetSpec, ScalarEnergy, spectral_normalise
+
+    torch.manual_seed(0)
+    net = spectral_normalise(MLP(NetSpec((2,), scalar=True), width=16, depth=1)).eval()
+    model = ScalarEnergy(net, data_scale=3.0)
+    x = torch.randn(5, 2, dtype=torch.float64)
+    net.double()
+    assert torch.allclose(model.energy(x), net(3 * x), atol=1e-12)
+    xs = (3 * x).requires_grad_(True)
+    grad_net = torch.autograd.grad(net(xs).sum(), xs)[0]
+    assert torch.allclose(model(x), -3 * grad_net, atol=1e-10)  # the field is -grad_x E = -3 (grad net)(3x)

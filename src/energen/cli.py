@@ -62,7 +62,8 @@ TRAIN_HELP = {
     "icd_entropy": "cd: Improved CD nearest-neighbour entropy term (weight; 0 off, ICD 0.3)",
     "icd_augment": "cd: Improved CD augmentation transitions (one-pixel shifts of buffer images)",
     "init_lr": "cdrl: the initializer's learning rate (default: --lr)",
-    "data_scale": "drl/cdrl: scale of the normalised data under unit noise (default: 4 for dim <= 16, else 1)",
+    "data_scale": "drl/cdrl: scale of the normalised data under unit noise (default: 4 for dim <= 16, else 1); "
+    "cd: the energy network sees data-scale x the data, chains keep their step (default: vectors 3, images 1)",
 }
 
 

@@ -38,7 +38,9 @@ class TrainConfig:
     pairing: bool | None = None  # noise-variance reduction: x_i, x_{i+1} share one epsilon (cdrl on, drl off)
     init_model: str = "mlp-small"  # cdrl's initializer network
     init_lr: float | None = None  # the initializer's learning rate (None: lr)
-    data_scale: float | None = None  # the diffusion runs on data_scale * normalised data (4 for dim <= 16, else 1)
+    data_scale: float | None = None  # drl/cdrl: the diffusion runs on data_scale * normalised data (4 for dim <= 16,
+    # else 1); cd: the energy network sees data_scale * normalised data (vectors 3, images 1), its chains' step
+    # and noise stay in normalised units
     # contrastive divergence (cd): chains x <- x - step grad E + noise z from a replay buffer
     # None: chosen from the data (see ContrastiveMethod.resolve)
     langevin_step: float | None = None  # eta, the gradient step
@@ -162,6 +164,8 @@ def saved_config(run_dir: Path) -> TrainConfig:
         d.setdefault("adam_beta1", 0.9)
         if d.get("method") == "cd" and "langevin_clamp" not in d:  # before data-dependent cd defaults
             d |= {"langevin_clamp": True, "langevin_clip": d.get("langevin_clip") or 0.0}
+        if d.get("method") == "cd" and d.get("data_scale") is None:  # before cd scaled its inputs
+            d["data_scale"] = 1.0
     return TrainConfig.from_dict(d, where=str(run_dir / "config.json"))
 
 

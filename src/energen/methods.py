@@ -114,6 +114,7 @@ class RecoveryMethod(Method):
 
 VECTOR_STEP = 0.002  # cd on vectors: the chains' gradient step eta
 VECTOR_ENERGY_REG = 0.01  # cd on vectors: alpha
+VECTOR_DATA_SCALE = 3.0  # cd on vectors: the energy network sees 3 x the normalised data
 
 
 @dataclass(frozen=True)
@@ -132,21 +133,24 @@ class ContrastiveMethod(Method):
             # IGEBM's chain (step 10, gradient clip 0.01, noise 0.005 on [0, 1] pixels) on energen's [-1, 1]
             # pixels: nearly noiseless clipped gradient descent, a pixel moving at most 0.2 a step; alpha 1
             chain = {"langevin_step": 40.0, "langevin_noise": 0.01, "langevin_clip": 0.005, "langevin_clamp": True,
-                     "energy_reg": 1.0}  # fmt: skip
+                     "energy_reg": 1.0, "data_scale": 1.0}  # fmt: skip
         else:
             # exact Langevin (temperature 1) with a step small beside the modes of standardised data, no clamp
             # (chains stuck at a box edge drive the energy gap up), and a weak alpha: alpha pulls every energy
-            # towards 0, and at IGEBM's 1 the learned modes come out several times too wide (README, Results)
+            # towards 0, and at IGEBM's 1 the learned modes come out several times too wide (README, Results).
+            # The network sees 3 x the data: spectrally normalised on 1 x, its features vary too slowly for
+            # 8gaussians' narrow modes (a ring with bumps); free of the bound, the checkerboard's gap runs away
             eta = cfg.langevin_step or VECTOR_STEP
             chain = {"langevin_step": eta, "langevin_noise": math.sqrt(2 * eta), "langevin_clip": 0.0,
-                     "langevin_clamp": False, "energy_reg": VECTOR_ENERGY_REG}  # fmt: skip
+                     "langevin_clamp": False, "energy_reg": VECTOR_ENERGY_REG,
+                     "data_scale": VECTOR_DATA_SCALE}  # fmt: skip
         # Adam without momentum, as IGEBM and ICD train their energies: the negatives move with the model.
         # Spectral norm as IGEBM: without it the 2-D energies grow sharp wells and the gap runs away
         return _fill(cfg, langevin_steps=20, adam_beta1=0.0, spectral_norm=True, **chain)
 
     def build_model(self, cfg: TrainConfig, data_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         net = MODELS.get(cfg.model)(NetSpec(tuple(data_shape), num_classes=num_classes, scalar=True))
-        return ScalarEnergy(spectral_normalise(net) if cfg.spectral_norm else net)
+        return ScalarEnergy(spectral_normalise(net) if cfg.spectral_norm else net, data_scale=cfg.data_scale or 1.0)
 
     def objective(self, cfg: TrainConfig, num_classes: int, info: DataInfo) -> ContrastiveDivergence:
         if None in (cfg.langevin_steps, cfg.langevin_step, cfg.langevin_noise, cfg.langevin_clip, cfg.langevin_clamp,

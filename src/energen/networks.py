@@ -223,11 +223,16 @@ class ExplicitEnergy(nn.Module):
 
 class ScalarEnergy(nn.Module):
     r"""A network whose output *is* the energy, shape (B,) (contrastive divergence); ``forward`` returns the
-    field :math:`-\nabla E` for the samplers."""
+    field :math:`-\nabla E` for the samplers.
 
-    def __init__(self, net: nn.Module):
+    The network sees ``data_scale * x``: under spectral normalisation every layer but the output is
+    1-Lipschitz, so this sets how fast, per data unit, the energy's features can vary.
+    """
+
+    def __init__(self, net: nn.Module, data_scale: float = 1.0):
         super().__init__()
         self.net = net
+        self.data_scale = float(data_scale)
         _twice_differentiable(net)  # Improved CD's KL term differentiates through a Langevin step
 
     @property
@@ -235,7 +240,7 @@ class ScalarEnergy(nn.Module):
         return getattr(self.net, "features", None)
 
     def energy(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:
-        return self.net(x, None, y)
+        return self.net(x * self.data_scale if self.data_scale != 1 else x, None, y)
 
     def forward(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         return EnergyField(self.energy)(x, t, y)
