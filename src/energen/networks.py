@@ -240,7 +240,7 @@ class ScalarEnergy(nn.Module):
         return getattr(self.net, "features", None)
 
     def energy(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:
-        return self.net(x * self.data_scale if self.data_scale != 1 else x, None, y)
+        return self.net(self.data_scale * x, None, y)  # exact at 1: x * 1.0 == x
 
     def forward(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         return EnergyField(self.energy)(x, t, y)
