@@ -20,6 +20,15 @@ def test_buffer_reinitialises_the_requested_fraction():
     assert (x[~fresh] == 0).all() and ((x[fresh] >= 3) & (x[fresh] <= 4)).all()
 
 
+def test_buffer_normal_init_starts_fresh_chains_from_a_standard_normal():
+    buf = ReplayBuffer(100, (2,), reinit=1.0, box=(3.0, 4.0), seed=0, init="normal")
+    buf.push(torch.full((100, 2), 7.0))
+    x = torch.cat([buf.sample(1000)[0] for _ in range(20)])
+    assert abs(x.mean()) < 0.03 and abs(x.std() - 1) < 0.03  # every chain fresh (reinit 1), none from the box
+    with pytest.raises(ValueError, match="buffer init"):
+        ReplayBuffer(10, (2,), reinit=0.1, box=(0.0, 1.0), seed=0, init="gauss")
+
+
 def test_buffer_ring_and_reservoir():
     ring = ReplayBuffer(10, (1,), reinit=0.0, box=(0.0, 1.0), seed=0)
     ring.push(torch.arange(25.0)[:, None])
@@ -126,6 +135,11 @@ def test_cd_run_samples_and_has_an_energy(tmp_path):
         assert (
             main(["sample", str(d), "--n", "8", "--sampler", sampler, "--out", str(tmp_path / f"{sampler}.npy")]) == 0
         )
+    assert main(["plot", str(d), "--n", "50", "--out", str(tmp_path / "p.png")]) == 0
+    from PIL import Image
+
+    width, height = Image.open(tmp_path / "p.png").size
+    assert width > 3 * height  # three panels: the density exp(-E), the energy E and the samples
 
 
 def test_buffer_start_needs_a_cd_run(tiny_run):
@@ -148,19 +162,25 @@ def test_cd_defaults_follow_the_data(tmp_path):
     cd = METHODS.get("cd")
     vec = cd.resolve(TrainConfig(method="cd"), (2,))
     assert (vec.langevin_noise, vec.langevin_clip, vec.langevin_clamp) == ((2 * vec.langevin_step) ** 0.5, 0.0, False)
-    assert vec.adam_beta1 == 0.0 and vec.energy_reg < 1 and vec.data_scale == 3.0
+    assert vec.adam_beta1 == 0.0 and vec.energy_reg < 1 and vec.data_scale == 3.0 and vec.buffer_init == "normal"
+    assert vec.buffer_reinit == 0.2 and cd.resolve(TrainConfig(method="cd"), (1, 8, 8)).buffer_reinit == 0.05
     img = cd.resolve(TrainConfig(method="cd", langevin_step=1.0), (1, 8, 8))
     assert img.langevin_step == 1.0 and img.langevin_clip > 0 and img.langevin_clamp and img.energy_reg == 1.0
+    assert (
+        img.buffer_init == "uniform"
+        and cd.resolve(TrainConfig(method="cd", buffer_init="uniform"), (2,)).buffer_init == "uniform"
+    )
     assert img.data_scale == 1.0 and cd.resolve(TrainConfig(method="cd", data_scale=2.0), (2,)).data_scale == 2.0
     assert METHODS.get("eqm").resolve(TrainConfig(), (2,)).adam_beta1 == 0.9
     # a run saved before these options trained with Adam's 0.9 and a clamped, unclipped chain
-    # and on unscaled inputs
+    # on unscaled inputs, with fresh chains uniform in the box
     old = TrainConfig(method="cd", langevin_step=0.005, energy_reg=1.0).to_json()
     for k in ("adam_beta1", "adam_beta2", "langevin_clamp"):
         old.pop(k)
     (tmp_path / "config.json").write_text(__import__("json").dumps(old))
     cfg = saved_config(tmp_path)
     assert (cfg.adam_beta1, cfg.langevin_clamp, cfg.langevin_clip, cfg.data_scale) == (0.9, True, 0.0, 1.0)
+    assert cfg.buffer_init == "uniform"
 
 
 def test_scaled_energy_is_the_network_on_scaled_inputs():

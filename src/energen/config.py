@@ -48,7 +48,8 @@ class TrainConfig:
     langevin_clip: float | None = None  # per-element clip of grad E (IGEBM), 0: off
     langevin_clamp: bool | None = None  # clamp chains to the data's box; None: images yes, vectors no
     buffer_size: int = 10_000
-    buffer_reinit: float = 0.05  # fraction of chains started from uniform noise in the data's box
+    buffer_reinit: float | None = None  # fraction of chains started fresh (buffer_init); None: images 0.05, vectors 0.2
+    buffer_init: str | None = None  # "uniform" in the data's box | "normal"; None: images uniform, vectors normal
     buffer_reservoir: bool = False  # reservoir (uniform over history) instead of a ring of the latest
     energy_reg: float | None = None  # alpha of alpha (E(x+)^2 + E(x-)^2)
     spectral_norm: bool | None = None  # None: on (cd)
@@ -81,6 +82,7 @@ class TrainConfig:
     calibrate_samples: int = 1000
 
     def validate(self) -> TrainConfig:
+        from .contrastive import BUFFER_INITS
         from .interpolants import WEIGHTINGS
         from .methods import METHODS
         from .networks import MODELS
@@ -118,7 +120,8 @@ class TrainConfig:
             (self.langevin_noise is None or self.langevin_noise >= 0, "langevin-noise must be >= 0"),
             (self.langevin_clip is None or self.langevin_clip >= 0, "langevin-clip must be >= 0 (0: off)"),
             (self.buffer_size >= 1, "buffer-size must be >= 1"),
-            (0 <= self.buffer_reinit <= 1, "buffer-reinit must be in [0, 1]"),
+            (self.buffer_reinit is None or 0 <= self.buffer_reinit <= 1, "buffer-reinit must be in [0, 1]"),
+            (self.buffer_init in (None, *BUFFER_INITS), f"buffer-init must be one of {BUFFER_INITS}"),
             (self.energy_reg is None or self.energy_reg >= 0, "energy-reg must be >= 0"),
             (self.icd_kl >= 0 and self.icd_entropy >= 0, "icd-kl and icd-entropy must be >= 0"),
             (self.init_lr is None or self.init_lr > 0, "init-lr must be > 0"),
@@ -166,6 +169,8 @@ def saved_config(run_dir: Path) -> TrainConfig:
             d |= {"langevin_clamp": True, "langevin_clip": d.get("langevin_clip") or 0.0}
         if d.get("method") == "cd" and d.get("data_scale") is None:  # before cd scaled its inputs
             d["data_scale"] = 1.0
+        if d.get("method") == "cd" and d.get("buffer_init") is None:  # before fresh chains could start normal
+            d["buffer_init"] = "uniform"
     return TrainConfig.from_dict(d, where=str(run_dir / "config.json"))
 
 

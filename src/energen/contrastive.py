@@ -2,7 +2,7 @@ r"""Contrastive-divergence energy-based models: IGEBM (Du & Mordatch, 2019) and 
 
 An energy network :math:`E_\theta(x)` (:math:`p \propto e^{-E}`) is trained by contrastive divergence:
 lower the energy of data, raise the energy of samples :math:`x^-` drawn from the model by a short Langevin
-chain. The chains start from a :class:`ReplayBuffer` of past chain ends (a few percent from noise), so that
+chain. The chains start from a :class:`ReplayBuffer` of past chain ends (a fraction started fresh from noise), so that
 short chains act like long persistent ones. The per-sample loss is
 
 .. math::  E(x^+) - E(x^-) + \alpha\,(E(x^+)^2 + E(x^-)^2),
@@ -40,11 +40,14 @@ MAX_ENERGY = 10.0  # the ICD code's abort rule, |mean E(x+)| > 10 at its alpha =
 # energy of -10 is healthy (on a uniform disk CD's samples were 98% inside it with E(x+) = -6), and 1,000 is not
 
 
+BUFFER_INITS = ("uniform", "normal")
+
+
 class ReplayBuffer:
     """A ring (FIFO) or reservoir of past chain ends from which new chains start.
 
-    ``sample`` draws each chain from the buffer with probability ``1 - reinit`` and from ``init`` (uniform
-    in the data's box) otherwise; until the buffer holds one batch, every chain starts from ``init``.
+    ``sample`` draws each chain from the buffer with probability ``1 - reinit`` and fresh from ``init``
+    otherwise; until the buffer holds one batch, every chain starts fresh.
     The buffer has its own seeded generator; its contents, fill level and generator state are its
     ``state_dict`` and go into the run's resume state, so a resumed run continues bit-identically.
 
@@ -55,19 +58,26 @@ class ReplayBuffer:
         box: ``(lo, hi)`` of the uniform starting distribution (normalised data coordinates).
         seed: seed of the buffer's generator.
         reservoir: keep a uniform sample of all pushed points (reservoir sampling) instead of the latest.
+        init: where fresh chains start: ``"uniform"`` in ``box`` (IGEBM) or ``"normal"``, a standard normal
+            draw, where ``energen sample`` starts its chains from noise.
     """
 
     def __init__(self, size: int, shape: tuple[int, ...], *, reinit: float, box: tuple[float, float], seed: int,
-                 reservoir: bool = False):  # fmt: skip
+                 reservoir: bool = False, init: str = "uniform"):  # fmt: skip
         if size < 1 or not 0 <= reinit <= 1:
             raise ValueError("buffer needs size >= 1 and reinit in [0, 1]")
+        if init not in BUFFER_INITS:
+            raise ValueError(f"buffer init must be one of {BUFFER_INITS}, got {init!r}")
         self.size, self.shape, self.reinit, self.box, self.reservoir = size, tuple(shape), reinit, box, reservoir
+        self.init = init
         self.data = torch.zeros((size, *self.shape))
         self.count = 0  # points held
         self.seen = 0  # points ever pushed
         self.generator = torch.Generator().manual_seed(seed)
 
     def noise(self, n: int) -> Tensor:
+        if self.init == "normal":
+            return torch.randn((n, *self.shape), generator=self.generator)
         lo, hi = self.box
         return lo + (hi - lo) * torch.rand((n, *self.shape), generator=self.generator)
 

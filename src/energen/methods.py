@@ -133,17 +133,22 @@ class ContrastiveMethod(Method):
             # IGEBM's chain (step 10, gradient clip 0.01, noise 0.005 on [0, 1] pixels) on energen's [-1, 1]
             # pixels: nearly noiseless clipped gradient descent, a pixel moving at most 0.2 a step; alpha 1
             chain = {"langevin_step": 40.0, "langevin_noise": 0.01, "langevin_clip": 0.005, "langevin_clamp": True,
-                     "energy_reg": 1.0, "data_scale": 1.0}  # fmt: skip
+                     "energy_reg": 1.0, "data_scale": 1.0, "buffer_init": "uniform",
+                     "buffer_reinit": 0.05}  # fmt: skip
         else:
             # exact Langevin (temperature 1) with a step small beside the modes of standardised data, no clamp
             # (chains stuck at a box edge drive the energy gap up), and a weak alpha: alpha pulls every energy
             # towards 0, and at IGEBM's 1 the learned modes come out several times too wide (README, Results).
             # The network sees 3 x the data: spectrally normalised on 1 x, its features vary too slowly for
-            # 8gaussians' narrow modes (a ring with bumps); free of the bound, the checkerboard's gap runs away
+            # 8gaussians' narrow modes (a ring with bumps); free of the bound, the checkerboard's gap runs away.
+            # 20% of the chains start fresh where sampling from noise starts (a standard normal): uniform starts
+            # in the box never visit the middle, whose energy then stays low and traps chains from noise
+            # (2spirals, README)
             eta = cfg.langevin_step or VECTOR_STEP
             chain = {"langevin_step": eta, "langevin_noise": math.sqrt(2 * eta), "langevin_clip": 0.0,
                      "langevin_clamp": False, "energy_reg": VECTOR_ENERGY_REG,
-                     "data_scale": VECTOR_DATA_SCALE}  # fmt: skip
+                     "data_scale": VECTOR_DATA_SCALE, "buffer_init": "normal",
+                     "buffer_reinit": 0.2}  # fmt: skip
         # Adam without momentum, as IGEBM and ICD train their energies: the negatives move with the model.
         # Spectral norm as IGEBM: without it the 2-D energies grow sharp wells and the gap runs away
         return _fill(cfg, langevin_steps=20, adam_beta1=0.0, spectral_norm=True, **chain)
@@ -158,7 +163,7 @@ class ContrastiveMethod(Method):
             raise ValueError("unresolved cd options: pass the config through energen.training.resolve_config")
         box = data_box(info)
         buffer = ReplayBuffer(cfg.buffer_size, info.shape, reinit=cfg.buffer_reinit, box=box, seed=cfg.seed,
-                              reservoir=cfg.buffer_reservoir)  # fmt: skip
+                              reservoir=cfg.buffer_reservoir, init=cfg.buffer_init or "uniform")  # fmt: skip
         return ContrastiveDivergence(
             buffer=buffer, steps=cfg.langevin_steps, step=cfg.langevin_step, noise=cfg.langevin_noise,
             grad_clip=cfg.langevin_clip or None, clamp=box if cfg.langevin_clamp else None, energy_reg=cfg.energy_reg,

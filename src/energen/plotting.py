@@ -67,19 +67,21 @@ def plot_run(run: Run, out: str | Path, *, n: int = 2000, seed: int = 0) -> None
     pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
     z = info.normalize(pts)
     scale = torch.tensor(info.scale)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    ax = axes[0]
     temp = run.default_sampler.temperature**2  # Langevin with noise tau*s samples exp(-E / tau^2)
-    if run.method.native_sampler in ("recovery", "langevin") and temp > 0:  # the grid-normalised density
+    density = run.method.native_sampler in ("recovery", "langevin") and temp > 0
+    # a density run gets the energy beside its density: exp(-E) can put nearly all its mass in a few sharp wells
+    # and hide the modes that E still has
+    fig, axes = plt.subplots(1, 3 if density else 2, figsize=(16.5 if density else 11, 5))
+    ax = axes[0]
+    where = " at level 0" if run.is_recovery else ""
+    if density:  # the grid-normalised density
         e = run.energy(pts).double()
         dens = torch.softmax(-e / temp, 0).reshape(gx.shape).numpy()
         ax.imshow(dens, extent=(g[0], g[-1], g[0], g[-1]), origin="lower", cmap="viridis")
-        where = " at level 0" if run.is_recovery else ""
         ax.set_title(f"{run.cfg.method}: learned density exp(-E{'' if temp == 1 else f' / {temp:.3g}'}){where}")
+        _energy_panel(axes[1], gx, gy, e.reshape(gx.shape).numpy(), f"{run.cfg.method}: energy E(x){where}")
     elif run.has_energy:
-        e = run.energy(pts).reshape(gx.shape).numpy()
-        ax.contourf(gx, gy, e - e.min(), levels=40, cmap="viridis")
-        ax.set_title(f"{run.cfg.method}: energy E(x)")
+        _energy_panel(ax, gx, gy, run.energy(pts).reshape(gx.shape).numpy(), f"{run.cfg.method}: energy E(x)")
     else:
         t = None if not run.method.time_conditioned else torch.full((len(z),), 0.9)
         with torch.no_grad():
@@ -90,10 +92,11 @@ def plot_run(run: Run, out: str | Path, *, n: int = 2000, seed: int = 0) -> None
                       linewidth=0.5, arrowsize=0.6)  # fmt: skip
         what = "velocity at t=0.9" if run.method.time_conditioned else "log |equilibrium field| and its flow"
         ax.set_title(f"{run.cfg.method}: {what}")
-    ax.set_xlim(g[0], g[-1])
-    ax.set_ylim(g[0], g[-1])
-    ax.set_aspect("equal")
-    ax = axes[1]
+    for ax in axes[:-1]:
+        ax.set_xlim(g[0], g[-1])
+        ax.set_ylim(g[0], g[-1])
+        ax.set_aspect("equal")
+    ax = axes[-1]
     ax.scatter(x[:, 0], x[:, 1], s=1.5, alpha=0.6, color="tab:red", label="samples")
     ax.set_xlim(g[0], g[-1])
     ax.set_ylim(g[0], g[-1])
@@ -104,6 +107,12 @@ def plot_run(run: Run, out: str | Path, *, n: int = 2000, seed: int = 0) -> None
         how = f"{s.steps} Langevin steps per level"
     ax.set_title(f"{n} samples: {s.sampler}, {how}")
     _save(fig, out)
+
+
+def _energy_panel(ax, gx: np.ndarray, gy: np.ndarray, e: np.ndarray, title: str) -> None:
+    """Filled contours of an energy on a grid, shifted to a minimum of 0 (low: dark)."""
+    ax.contourf(gx, gy, e - e.min(), levels=40, cmap="viridis")
+    ax.set_title(title)
 
 
 def plot_panels(panels: list[tuple[str, torch.Tensor, int]], info, out: str | Path, *, examples: int = 10) -> None:
