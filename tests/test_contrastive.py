@@ -85,6 +85,28 @@ def test_drifting_energy_is_a_problem():
     assert "drifted to 2e+03" in cd(ConstantEnergy(2000.0), torch.randn(8, 2), None, g).problem
 
 
+class SplitEnergy(torch.nn.Module):
+    """Energy ``low`` on the data batch (its first call after the chain), ``high`` on the chains' ends."""
+
+    def __init__(self, low, high):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.low, self.high = low, high
+
+    def energy(self, x, t=None, y=None):
+        return self.w * x.sum(1) + torch.where(x[:, 0] > 50, self.low, self.high)
+
+
+def test_runaway_gap_is_a_problem():
+    cd = ContrastiveDivergence(buffer=ReplayBuffer(100, (2,), reinit=0.05, box=(-1.0, 1.0), seed=0), steps=2,
+                               step=0.01, noise=0.1, energy_reg=0.01)  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    data = torch.full((8, 2), 100.0)  # the energy tells data (x > 50) from chains (in the box)
+    assert cd(SplitEnergy(-30.0, 30.0), data, None, g).problem is None  # gap 60 < 0.75 / alpha = 75
+    out = cd(SplitEnergy(-40.0, 40.0), data, None, g)
+    assert "gap E(x-) - E(x+) ran away to 80" in out.problem and "--langevin-step" in out.problem
+
+
 def test_training_stops_when_the_energy_drifts(tmp_path, monkeypatch):
     monkeypatch.setattr("energen.contrastive.MAX_ENERGY", 0.0)
     with pytest.raises(TrainingDiverged, match="at step 1: the data energy drifted"):

@@ -40,6 +40,10 @@ MAX_ENERGY = 10.0  # the ICD code's abort rule, |mean E(x+)| > 10 at its alpha =
 # energy of -10 is healthy (on a uniform disk CD's samples were 98% inside it with E(x+) = -6), and 1,000 is not
 
 
+MAX_GAP = 0.75  # the gap E(x-) - E(x+) may reach 1 / alpha only when the L2 term alone holds the energies (at
+# -1 / (2 alpha) and +1 / (2 alpha)): past 0.75 / alpha the chains no longer come near the data's energy (measured:
+# vector chains with eta = 0.01 ran to a gap of 92 at alpha = 0.01 while |E(x+)| stayed under 50)
+
 BUFFER_INITS = ("uniform", "normal")
 
 
@@ -230,4 +234,8 @@ class ContrastiveDivergence:
         if not math.isfinite(stats["e_pos"]) or abs(stats["e_pos"]) > limit:
             problem = (f"the data energy drifted to {stats['e_pos']:.3g} (|E| > {limit:g} = 10 / alpha); raise "
                        "--energy-reg, lower --lr, or turn on --spectral-norm")  # fmt: skip
+        elif not math.isfinite(stats["e_gap"]) or stats["e_gap"] > MAX_GAP / max(self.energy_reg, 1e-3):
+            problem = (f"the energy gap E(x-) - E(x+) ran away to {stats['e_gap']:.3g} (> "
+                       f"{MAX_GAP / max(self.energy_reg, 1e-3):g} = 0.75 / alpha): the chains no longer reach the "
+                       "data's energy; lower --langevin-step or --lr")  # fmt: skip
         return LossOutput(per_sample=per_sample, stats=stats, problem=problem)
