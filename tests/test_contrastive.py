@@ -4,7 +4,7 @@ from conftest import tiny_config
 
 from energen import Run, train
 from energen.cli import main
-from energen.contrastive import ContrastiveDivergence, ReplayBuffer, shift_images
+from energen.contrastive import DATA_START_NOISE, ContrastiveDivergence, ReplayBuffer, shift_images
 from energen.errors import ConfigError, TrainingDiverged
 from energen.fields import EnergyField
 from energen.networks import MLP, NetSpec, ScalarEnergy
@@ -27,6 +27,18 @@ def test_buffer_normal_init_starts_fresh_chains_from_a_standard_normal():
     assert abs(x.mean()) < 0.03 and abs(x.std() - 1) < 0.03  # every chain fresh (reinit 1), none from the box
     with pytest.raises(ValueError, match="buffer init"):
         ReplayBuffer(10, (2,), reinit=0.1, box=(0.0, 1.0), seed=0, init="gauss")
+
+
+def test_buffer_data_init_starts_fresh_chains_at_the_batch_plus_noise():
+    buf = ReplayBuffer(100, (2,), reinit=0.5, box=(3.0, 4.0), seed=0, init="data")
+    buf.push(torch.full((100, 2), 7.0))
+    batch = torch.randn(4000, 2) * 5
+    x, fresh = (torch.cat(v) for v in zip(*(buf.sample(100, b) for b in batch.split(100)), strict=True))
+    d = x[fresh] - batch[fresh]  # a fresh chain starts at its own data point, moved by noise of std 0.3
+    assert abs(fresh.float().mean() - 0.5) < 0.03 and abs(d.mean()) < 0.02 and abs(d.std() - DATA_START_NOISE) < 0.01
+    assert (x[~fresh] == 7).all()
+    with pytest.raises(ValueError, match="pass the batch"):
+        buf.sample(10)
 
 
 def test_buffer_ring_and_reservoir():

@@ -49,7 +49,7 @@ class TrainConfig:
     langevin_clamp: bool | None = None  # clamp chains to the data's box; None: images yes, vectors no
     buffer_size: int = 10_000
     buffer_reinit: float | None = None  # fraction of chains started fresh (buffer_init); None: images 0.05, vectors 0.2
-    buffer_init: str | None = None  # "uniform" in the data's box | "normal"; None: images uniform, vectors normal
+    buffer_init: str | None = None  # "uniform" (box) | "normal" | "data" (+ noise); None: images uniform, else normal
     buffer_reservoir: bool = False  # reservoir (uniform over history) instead of a ring of the latest
     energy_reg: float | None = None  # alpha of alpha (E(x+)^2 + E(x-)^2)
     spectral_norm: bool | None = None  # None: on (cd)

@@ -44,7 +44,8 @@ MAX_GAP = 0.75  # the gap E(x-) - E(x+) may reach 1 / alpha only when the L2 ter
 # -1 / (2 alpha) and +1 / (2 alpha)): past 0.75 / alpha the chains no longer come near the data's energy (measured:
 # vector chains with eta = 0.01 ran to a gap of 92 at alpha = 0.01 while |E(x+)| stayed under 50)
 
-BUFFER_INITS = ("uniform", "normal")
+BUFFER_INITS = ("uniform", "normal", "data")
+DATA_START_NOISE = 0.3  # std of the noise added to data points that start fresh chains (init "data")
 
 
 class ReplayBuffer:
@@ -62,8 +63,9 @@ class ReplayBuffer:
         box: ``(lo, hi)`` of the uniform starting distribution (normalised data coordinates).
         seed: seed of the buffer's generator.
         reservoir: keep a uniform sample of all pushed points (reservoir sampling) instead of the latest.
-        init: where fresh chains start: ``"uniform"`` in ``box`` (IGEBM) or ``"normal"``, a standard normal
-            draw, where ``energen sample`` starts its chains from noise.
+        init: where fresh chains start: ``"uniform"`` in ``box`` (IGEBM), ``"normal"``, a standard normal
+            draw, where ``energen sample`` starts its chains from noise, or ``"data"``: the batch's data points
+            plus noise of std ``DATA_START_NOISE`` (CD-k's start; ``sample`` is then given the batch).
     """
 
     def __init__(self, size: int, shape: tuple[int, ...], *, reinit: float, box: tuple[float, float], seed: int,
@@ -79,16 +81,20 @@ class ReplayBuffer:
         self.seen = 0  # points ever pushed
         self.generator = torch.Generator().manual_seed(seed)
 
-    def noise(self, n: int) -> Tensor:
+    def noise(self, n: int, data: Tensor | None = None) -> Tensor:
+        if self.init == "data":
+            if data is None:
+                raise ValueError("a buffer with init 'data' starts fresh chains from data: pass the batch")
+            return data.detach().float().cpu() + DATA_START_NOISE * torch.randn(data.shape, generator=self.generator)
         if self.init == "normal":
             return torch.randn((n, *self.shape), generator=self.generator)
         lo, hi = self.box
         return lo + (hi - lo) * torch.rand((n, *self.shape), generator=self.generator)
 
-    def sample(self, n: int) -> tuple[Tensor, Tensor]:
-        """``n`` chain starts (CPU) and a boolean mask of those drawn fresh from noise."""
+    def sample(self, n: int, data: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``n`` chain starts (CPU) and a boolean mask of those drawn fresh (``data``: the batch, for init "data")."""
         fresh = torch.ones(n, dtype=torch.bool)
-        x = self.noise(n)
+        x = self.noise(n, data)
         if self.count >= n:
             fresh = torch.rand(n, generator=self.generator) < self.reinit
             idx = torch.randint(0, self.count, (n,), generator=self.generator)
@@ -182,7 +188,7 @@ class ContrastiveDivergence:
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None, generator: torch.Generator) -> LossOutput:
         n, dev = x.shape[0], x.device
         y = drop_labels(y, self.label_dropout, self.num_classes, generator)
-        x0, fresh = self.buffer.sample(n)
+        x0, fresh = self.buffer.sample(n, x)
         if self.augment:
             x0 = torch.where(fresh.reshape(-1, *[1] * (x.dim() - 1)), x0, shift_images(x0, self.buffer.generator))
         x0 = x0.to(dev)
