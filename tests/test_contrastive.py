@@ -186,7 +186,21 @@ def test_cd_cli_errors(tmp_path, capsys):
     assert "--icd-augment shifts images; the data are not images" in capsys.readouterr().err
     assert main(["train", "--method", "cd", "--buffer-reinit", "2", "--out", str(tmp_path / "b")]) == 2
     assert "buffer-reinit must be in [0, 1]" in capsys.readouterr().err
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    mh = ["train", "--method", "cd", "--langevin-mh", "--steps", "2"]
+    assert main([*mh, "--icd-kl", "1", "--out", str(tmp_path / "c")]) == 2
+    assert "--langevin-mh corrects exact Langevin only" in capsys.readouterr().err
+    assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_metropolis_adjusted_training_chains_log_their_acceptance():
+    torch.manual_seed(0)
+    model = ScalarEnergy(MLP(NetSpec((2,), scalar=True), width=16, depth=2))
+    buf = ReplayBuffer(100, (2,), reinit=0.2, box=(-1.0, 1.0), seed=0, init="normal")
+    cd = ContrastiveDivergence(buffer=buf, steps=5, step=0.002, noise=0.002**0.5 * 2**0.5, energy_reg=0.01, mh=True)
+    out = cd(model, torch.randn(64, 2), None, torch.Generator().manual_seed(0))
+    assert out.per_sample.shape == (64,) and 0.5 < out.stats["accept"] <= 1
+    with pytest.raises(ConfigError, match="exact Langevin only"):
+        ContrastiveDivergence(buffer=buf, steps=5, step=0.002, noise=0.01, mh=True)
 
 
 def test_cd_defaults_follow_the_data(tmp_path):

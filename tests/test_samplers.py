@@ -5,7 +5,7 @@ import torch
 
 from energen.errors import ConfigError
 from energen.fields import EnergyField
-from energen.samplers import SAMPLERS, GradientDescent, Nesterov, ODESolver
+from energen.samplers import SAMPLERS, GradientDescent, MetropolisLangevin, Nesterov, ODESolver
 
 MU = torch.tensor([2.0, -1.0])
 
@@ -94,3 +94,20 @@ def test_annealed_noise_is_reproducible_and_vanishes_at_the_end():
     a = s(field, x0, noise=PerSampleNoise(range(4), (2,))).x
     b = s(field, x0[:2], noise=PerSampleNoise(range(2), (2,))).x
     assert torch.equal(a[:2], b) and not torch.allclose(a, GradientDescent(steps=50, step_size=0.1)(field, x0).x)
+
+
+def test_metropolis_langevin_is_exact_where_langevin_is_biased():
+    # E = |x - 1|^2 / 2 (mean 1, variance 1) with s = 1, eta = 1/2: unadjusted Langevin's chain keeps variance
+    # 1 / (1 - eta / 2) = 4/3; the Metropolis correction removes the bias
+    def energy(x, t=None, y=None):
+        return (x - 1).pow(2).sum(1) / 2
+
+    torch.manual_seed(0)
+    x0 = torch.randn(4000, 2) * 3
+    ula = SAMPLERS.get("langevin")(steps=150, step_size=1.0)(EnergyField(energy), x0).x
+    mala = MetropolisLangevin(steps=150, step_size=1.0)
+    x = mala(energy, x0).x
+    assert abs(ula.var() - 4 / 3) < 0.08 and abs(x.var() - 1) < 0.06 and abs(x.mean() - 1) < 0.04
+    assert 0.3 < mala.acceptance < 0.99
+    with pytest.raises(ConfigError):
+        MetropolisLangevin(steps=0, step_size=1.0)

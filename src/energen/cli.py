@@ -54,6 +54,8 @@ TRAIN_HELP = {
     "langevin_noise": "cd: noise std sigma of the chains (default: sqrt(2 eta), exact Langevin)",
     "langevin_clip": "cd: clip each element of grad E to [-C, C] (IGEBM), default off",
     "langevin_clamp": "cd: clamp chains to the data's value range (default: on for images, off for vectors)",
+    "langevin_mh": "cd: Metropolis-adjust the training chains (MALA; exact Langevin only, no ICD terms): chains "
+    "exact for exp(-E) at their step size",
     "buffer_size": "cd: replay buffer capacity",
     "buffer_reinit": "cd: fraction of chains started fresh (from --buffer-init) instead of the buffer "
     "(default: images 0.05, vectors 0.2)",

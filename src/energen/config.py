@@ -47,6 +47,7 @@ class TrainConfig:
     langevin_noise: float | None = None  # sigma; vectors sqrt(2 eta) (exact Langevin at temperature 1)
     langevin_clip: float | None = None  # per-element clip of grad E (IGEBM), 0: off
     langevin_clamp: bool | None = None  # clamp chains to the data's box; None: images yes, vectors no
+    langevin_mh: bool = False  # cd: Metropolis-adjusted training chains (exact Langevin only)
     buffer_size: int = 10_000
     buffer_reinit: float | None = None  # fraction of chains started fresh (buffer_init); None: images 0.05, vectors 0.2
     buffer_init: str | None = None  # "uniform" (box) | "normal" | "data" (+ noise); None: images uniform, else normal

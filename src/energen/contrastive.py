@@ -31,9 +31,10 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .errors import ConfigError
 from .fields import EnergyField
 from .objectives import LossOutput, drop_labels
-from .samplers import Langevin
+from .samplers import Langevin, MetropolisLangevin
 
 MAX_ENERGY = 10.0  # the ICD code's abort rule, |mean E(x+)| > 10 at its alpha = 1, scaled by 1 / alpha: the loss
 # bounds the energies near 1 / (2 alpha) (d/dE+ of E+ + alpha E+^2 vanishes at -1 / (2 alpha)), so at alpha 0.01 an
@@ -162,13 +163,21 @@ class ContrastiveDivergence:
         steps, step, noise, grad_clip, clamp: the chain, as above.
         energy_reg: :math:`\alpha`.
         kl, entropy: weights of the ICD terms (0 disables them); ``augment``: shift buffer images.
+        mh: Metropolis-adjust the chain (:class:`~energen.samplers.MetropolisLangevin`; exact Langevin only,
+            ``noise`` = :math:`\sqrt{2\eta}`, no clip or clamp, no ICD terms): chains exact for
+            :math:`e^{-E}` at their step size, so the energy cannot learn to correct their discretisation bias.
         label_dropout, num_classes: classifier-free guidance training (label ``num_classes`` is "none").
     """
 
     def __init__(self, *, buffer: ReplayBuffer, steps: int, step: float, noise: float,
                  grad_clip: float | None = None, clamp: tuple[float, float] | None = None, energy_reg: float = 1.0,
                  kl: float = 0.0, entropy: float = 0.0, augment: bool = False, label_dropout: float = 0.1,
-                 num_classes: int = 0):  # fmt: skip
+                 num_classes: int = 0, mh: bool = False):  # fmt: skip
+        if mh and (kl > 0 or entropy > 0 or grad_clip is not None or clamp is not None
+                   or not math.isclose(noise, math.sqrt(2 * step), rel_tol=1e-6)):  # fmt: skip
+            raise ConfigError("--langevin-mh corrects exact Langevin only: noise sqrt(2 * step), no gradient clip, "
+                              "no clamp, no ICD terms")  # fmt: skip
+        self.mh = mh
         self.buffer, self.steps, self.step, self.noise = buffer, steps, step, noise
         self.grad_clip, self.clamp, self.energy_reg = grad_clip, clamp, energy_reg
         self.kl, self.entropy, self.augment = kl, entropy, augment
@@ -200,8 +209,11 @@ class ContrastiveDivergence:
         model.eval()
         icd = self.kl > 0 or self.entropy > 0
         field = EnergyField(model.energy)
-        out = self.chain(self.steps - 1 if icd else self.steps)(field, x0, y, noise=randn)
-        x_neg = out.x
+        if self.mh:
+            mala = MetropolisLangevin(steps=self.steps, step_size=math.sqrt(2 * self.step))
+            x_neg = mala(model.energy, x0, y, noise=randn).x
+        else:
+            x_neg = self.chain(self.steps - 1 if icd else self.steps)(field, x0, y, noise=randn).x
         x_kl = None
         if icd:  # the last step again, with its graph: x_K as a function of theta
             xk = x_neg.detach()
@@ -219,6 +231,8 @@ class ContrastiveDivergence:
         per_sample = e_pos - e_neg + self.energy_reg * (e_pos.pow(2) + e_neg.pow(2))
         stats = {"e_pos": e_pos.mean().item(), "e_neg": e_neg.mean().item(),
                  "e_gap": (e_neg - e_pos).mean().item()}  # fmt: skip
+        if self.mh:
+            stats["accept"] = mala.acceptance
         if self.kl > 0:
             params = [p for p in model.parameters() if p.requires_grad]
             for p in params:  # frozen: the gradient reaches theta only through x_kl

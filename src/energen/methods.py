@@ -151,7 +151,12 @@ class ContrastiveMethod(Method):
                      "buffer_reinit": 0.2}  # fmt: skip
         # Adam without momentum, as IGEBM and ICD train their energies: the negatives move with the model.
         # Spectral norm as IGEBM: without it the 2-D energies grow sharp wells and the gap runs away
-        return _fill(cfg, langevin_steps=20, adam_beta1=0.0, spectral_norm=True, **chain)
+        out = _fill(cfg, langevin_steps=20, adam_beta1=0.0, spectral_norm=True, **chain)
+        if out.langevin_mh and (out.icd_kl > 0 or out.icd_entropy > 0 or out.langevin_clip or out.langevin_clamp
+                                or not math.isclose(out.langevin_noise, math.sqrt(2 * out.langevin_step))):  # fmt: skip
+            raise ConfigError("--langevin-mh corrects exact Langevin only: --langevin-noise sqrt(2 * step), no "
+                              "--langevin-clip or clamp, no ICD terms")  # fmt: skip
+        return out
 
     def build_model(self, cfg: TrainConfig, data_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         net = MODELS.get(cfg.model)(NetSpec(tuple(data_shape), num_classes=num_classes, scalar=True))
@@ -168,7 +173,7 @@ class ContrastiveMethod(Method):
             buffer=buffer, steps=cfg.langevin_steps, step=cfg.langevin_step, noise=cfg.langevin_noise,
             grad_clip=cfg.langevin_clip or None, clamp=box if cfg.langevin_clamp else None, energy_reg=cfg.energy_reg,
             kl=cfg.icd_kl, entropy=cfg.icd_entropy, augment=cfg.icd_augment,
-            label_dropout=cfg.label_dropout, num_classes=num_classes,
+            label_dropout=cfg.label_dropout, num_classes=num_classes, mh=cfg.langevin_mh,
         )  # fmt: skip
 
 
