@@ -49,6 +49,13 @@ BUFFER_INITS = ("uniform", "normal", "data")
 DATA_START_NOISE = 0.3  # std of the noise added to data points that start fresh chains (init "data")
 
 
+def check_mh(*, step: float, noise: float, clipped: bool, clamped: bool, icd: bool) -> None:
+    """Metropolis adjustment corrects exact Langevin only: noise sqrt(2 step), no clip, no clamp, no ICD terms."""
+    if icd or clipped or clamped or not math.isclose(noise, math.sqrt(2 * step)):
+        raise ConfigError("--langevin-mh corrects exact Langevin only: --langevin-noise sqrt(2 * step), no "
+                          "--langevin-clip or clamp, no ICD terms")  # fmt: skip
+
+
 class ReplayBuffer:
     """A ring (FIFO) or reservoir of past chain ends from which new chains start.
 
@@ -173,10 +180,9 @@ class ContrastiveDivergence:
                  grad_clip: float | None = None, clamp: tuple[float, float] | None = None, energy_reg: float = 1.0,
                  kl: float = 0.0, entropy: float = 0.0, augment: bool = False, label_dropout: float = 0.1,
                  num_classes: int = 0, mh: bool = False):  # fmt: skip
-        if mh and (kl > 0 or entropy > 0 or grad_clip is not None or clamp is not None
-                   or not math.isclose(noise, math.sqrt(2 * step), rel_tol=1e-6)):  # fmt: skip
-            raise ConfigError("--langevin-mh corrects exact Langevin only: noise sqrt(2 * step), no gradient clip, "
-                              "no clamp, no ICD terms")  # fmt: skip
+        if mh:
+            check_mh(step=step, noise=noise, clipped=grad_clip is not None, clamped=clamp is not None,
+                     icd=kl > 0 or entropy > 0)  # fmt: skip
         self.mh = mh
         self.buffer, self.steps, self.step, self.noise = buffer, steps, step, noise
         self.grad_clip, self.clamp, self.energy_reg = grad_clip, clamp, energy_reg
@@ -251,11 +257,12 @@ class ContrastiveDivergence:
         self.buffer.push(x_neg)
         problem = None
         limit = MAX_ENERGY / max(self.energy_reg, 1e-3)
+        gap_limit = MAX_GAP / max(self.energy_reg, 1e-3)
         if not math.isfinite(stats["e_pos"]) or abs(stats["e_pos"]) > limit:
             problem = (f"the data energy drifted to {stats['e_pos']:.3g} (|E| > {limit:g} = 10 / alpha); raise "
                        "--energy-reg, lower --lr, or turn on --spectral-norm")  # fmt: skip
-        elif not math.isfinite(stats["e_gap"]) or stats["e_gap"] > MAX_GAP / max(self.energy_reg, 1e-3):
+        elif not math.isfinite(stats["e_gap"]) or stats["e_gap"] > gap_limit:
             problem = (f"the energy gap E(x-) - E(x+) ran away to {stats['e_gap']:.3g} (> "
-                       f"{MAX_GAP / max(self.energy_reg, 1e-3):g} = 0.75 / alpha): the chains no longer reach the "
+                       f"{gap_limit:g} = 0.75 / alpha): the chains no longer reach the "
                        "data's energy; lower --langevin-step or --lr")  # fmt: skip
         return LossOutput(per_sample=per_sample, stats=stats, problem=problem)

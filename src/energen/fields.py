@@ -46,6 +46,10 @@ class EnergyField:
         self.create_graph = create_graph
 
     def __call__(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        return self.energy_and_field(x, t, y)[1]
+
+    def energy_and_field(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The energy, shape (B,), and the field :math:`-\nabla_x E` from one evaluation (MALA needs both)."""
         with torch.enable_grad():
             if not self.create_graph:
                 x = x.detach()
@@ -55,7 +59,7 @@ class EnergyField:
             if e.shape != x.shape[:1]:
                 raise ValueError(f"energy must have shape (B,) = {tuple(x.shape[:1])}, got {tuple(e.shape)}")
             (grad,) = torch.autograd.grad(e.sum(), x, create_graph=self.create_graph)
-        return -grad if self.create_graph else -grad.detach()
+        return (e, -grad) if self.create_graph else (e.detach(), -grad.detach())
 
 
 class GuidedField:

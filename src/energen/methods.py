@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from torch import nn
 
 from .config import TrainConfig
-from .contrastive import ContrastiveDivergence, ReplayBuffer
+from .contrastive import ContrastiveDivergence, ReplayBuffer, check_mh
 from .data import DataInfo
 from .errors import ConfigError
 from .interpolants import WEIGHTINGS, Constant, default_truncation
@@ -152,10 +152,9 @@ class ContrastiveMethod(Method):
         # Adam without momentum, as IGEBM and ICD train their energies: the negatives move with the model.
         # Spectral norm as IGEBM: without it the 2-D energies grow sharp wells and the gap runs away
         out = _fill(cfg, langevin_steps=20, adam_beta1=0.0, spectral_norm=True, **chain)
-        if out.langevin_mh and (out.icd_kl > 0 or out.icd_entropy > 0 or out.langevin_clip or out.langevin_clamp
-                                or not math.isclose(out.langevin_noise, math.sqrt(2 * out.langevin_step))):  # fmt: skip
-            raise ConfigError("--langevin-mh corrects exact Langevin only: --langevin-noise sqrt(2 * step), no "
-                              "--langevin-clip or clamp, no ICD terms")  # fmt: skip
+        if out.langevin_mh:
+            check_mh(step=out.langevin_step, noise=out.langevin_noise, clipped=bool(out.langevin_clip),
+                     clamped=bool(out.langevin_clamp), icd=out.icd_kl > 0 or out.icd_entropy > 0)  # fmt: skip
         return out
 
     def build_model(self, cfg: TrainConfig, data_shape: tuple[int, ...], num_classes: int) -> nn.Module:

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .errors import ConfigError
-from .fields import Field
+from .fields import EnergyField, Field
 from .registry import Registry
 from .utils import expand_like, rms_flat
 
@@ -235,32 +235,27 @@ class MetropolisLangevin:
         idx = torch.arange(n, device=x0.device)
         draw = noise if noise is not None else (lambda i: torch.randn((len(i), *x0.shape[1:]), device=x0.device))
 
-        def energy_and_grad(x: Tensor) -> tuple[Tensor, Tensor]:
-            with torch.enable_grad():
-                x = x.detach().requires_grad_(True)
-                e = energy(x, None, y)
-                (g,) = torch.autograd.grad(e.sum(), x)
-            return e.detach(), g.detach()
+        field = EnergyField(energy)
 
         def sq(v: Tensor) -> Tensor:
             return v.pow(2).flatten(1).sum(1)
 
         x = x0.clone()
-        e, g = energy_and_grad(x)
+        e, f = field.energy_and_field(x, None, y)  # f = -grad E
         accepted = torch.zeros(n, device=x0.device)
         for _ in range(self.steps):
             z = draw(idx).to(x)
-            xp = x - eta * g + s * z
-            ep, gp = energy_and_grad(xp)
-            log_a = e - ep - sq(x - xp + eta * gp) / (4 * eta) + sq(z) / 2
+            xp = x + eta * f + s * z
+            ep, fp = field.energy_and_field(xp, None, y)
+            log_a = e - ep - sq(x - xp - eta * fp) / (4 * eta) + sq(z) / 2
             u = 0.5 * (1 + torch.erf(draw(idx).to(x).flatten(1)[:, 0] / math.sqrt(2)))
             take = torch.log(u) < log_a
             keep = expand_like(take, x)
-            x, e, g = torch.where(keep, xp, x), torch.where(take, ep, e), torch.where(keep, gp, g)
+            x, e, f = torch.where(keep, xp, x), torch.where(take, ep, e), torch.where(keep, fp, f)
             accepted += take.to(accepted)
         self.acceptance = float(accepted.mean()) / self.steps
         return SamplerOutput(x=x, steps=torch.full((n,), self.steps, dtype=torch.long, device=x.device),
-                             field_norm=rms_flat(g), nfe=self.steps + 1)  # fmt: skip
+                             field_norm=rms_flat(f), nfe=self.steps + 1)  # fmt: skip
 
 
 ODE_METHODS = ("euler", "midpoint", "heun2", "rk4", "dopri5", "bosh3", "adaptive_heun")
