@@ -1,5 +1,7 @@
-"""Contrastive divergence on 2-D toys: sliced W1 against Langevin chain length, from noise and from the
-replay buffer (the blog's "adaptive computation time": longer chains at test time than in training).
+"""Contrastive divergence on 2-D toys: sliced W1 against chain length at sampling time, from noise by the run's
+default sampler (SMC for runs trained as a density, the vector defaults), from noise by Langevin chains, and
+from the replay buffer by Langevin chains (the blog's "adaptive computation time": longer chains at test time
+than in training).
 
 Sliced W1 of 5,000 samples against 10,000 fresh points, in data standard deviations; floor: two data sets.
 exp(-E): 5,000 draws from the learned density itself, discretised on a grid (no chain): how good the
@@ -44,10 +46,15 @@ for data in a.data:
     floor = sw1(run, ds.reference(a.n, seed=777)[0], ref)
     xd = density_samples(run, a.n, seed=1)
     density, regions = sw1(run, xd, ref), "{:.2f}-{:.2f}".format(*region_mass(xd, ref))
-    for start in ("noise", "buffer"):
+    default = run.default_sampler
+    rows = [(f"noise, {default.sampler}", default, "noise")]
+    if default.sampler != "langevin":
+        rows.append(("noise, langevin", default.as_chain(), "noise"))
+    rows.append(("buffer, langevin", default.as_chain(), "buffer"))
+    for i, (what, settings, start) in enumerate(rows):
         cells = []
         for k in a.lengths:
-            x, _ = run.sample(a.n, seed=1, settings=replace(run.default_sampler, steps=k), start=start)
+            x, _ = run.sample(a.n, seed=1, settings=replace(settings, steps=k), start=start)
             cells.append(f"{sw1(run, x, ref):.4f}")
-        last = f"{density:.4f} | {regions} | {floor:.4f}" if start == "noise" else " | |"
-        print(f"| {data} | {start} | " + " | ".join(cells) + f" | {last} |", flush=True)
+        last = f"{density:.4f} | {regions} | {floor:.4f}" if i == 0 else " | |"
+        print(f"| {data} | {what} | " + " | ".join(cells) + f" | {last} |", flush=True)

@@ -4,7 +4,7 @@ from conftest import tiny_config
 
 from energen import Run, train
 from energen.cli import main
-from energen.contrastive import DATA_START_NOISE, ContrastiveDivergence, ReplayBuffer, shift_images
+from energen.contrastive import DATA_START_NOISE, ContrastiveDivergence, ReplayBuffer, data_jump, shift_images
 from energen.errors import ConfigError, TrainingDiverged
 from energen.fields import EnergyField
 from energen.networks import MLP, NetSpec, ScalarEnergy
@@ -158,14 +158,14 @@ def test_cd_run_samples_and_has_an_energy(tmp_path):
     d = tmp_path / "cd"
     train(tiny_config(method="cd", langevin_steps=3, conditional=False, spectral_norm=True), d, progress=False)
     run = Run(d)
-    assert run.default_sampler.sampler == "langevin" and run.default_sampler.steps == 30
+    assert run.default_sampler.sampler == "smc" and run.default_sampler.steps == 30  # trained as a density
     x, _ = run.sample(16, seed=0)
     assert x.shape == (16, 2) and torch.isfinite(x).all()
     assert run.energy(x).shape == (16,)
     xb, _ = run.sample(16, seed=0, start="buffer", batch_size=5)  # chains from the replay buffer
     assert xb.shape == (16, 2) and torch.isfinite(xb).all()
     assert torch.allclose(xb, run.sample(16, seed=0, start="buffer")[0], atol=1e-5)  # batch-size invariant
-    for sampler in ("gd", "nag", "ode"):  # every shared sampler takes the energy's field
+    for sampler in ("gd", "nag", "ode", "langevin"):  # every shared sampler takes the energy's field
         assert (
             main(["sample", str(d), "--n", "8", "--sampler", sampler, "--out", str(tmp_path / f"{sampler}.npy")]) == 0
         )
@@ -203,6 +203,37 @@ def test_metropolis_adjusted_training_chains_log_their_acceptance():
         ContrastiveDivergence(buffer=buf, steps=5, step=0.002, noise=0.01, mh=True)
 
 
+def test_data_jumps_carry_the_energys_mode_weights_not_the_datas():
+    # two wells at -2 and +2 (std 0.3) with weights 0.2 / 0.8; the data and the starts weight them 1/2 each.
+    # Langevin cannot cross the barrier; independence jumps to the data plus noise are exact Metropolis-Hastings
+    # moves for exp(-E), so the chains take the energy's weights
+    def energy(x, t=None, y=None):
+        d = torch.stack([(x + 2).pow(2).sum(1), (x - 2).pow(2).sum(1)], 1) / (2 * 0.09)
+        return -torch.logsumexp(-d + torch.tensor([0.2, 0.8]).log(), 1)
+
+    g = torch.Generator().manual_seed(0)
+    data = torch.cat([torch.full((50, 1), -2.0), torch.full((50, 1), 2.0)]) + 0.3 * torch.randn(100, 1, generator=g)
+    x = torch.cat([torch.full((2000, 1), -2.0), torch.full((2000, 1), 2.0)]) + 0.3 * torch.randn(4000, 1, generator=g)
+    rates = []
+    for _ in range(60):
+        x, accepted = data_jump(energy, x, None, data, g)
+        rates.append(accepted.float().mean())
+    assert abs((x > 0).float().mean() - 0.8) < 0.03
+    right = x[x > 0]
+    assert abs(right.mean() - 2) < 0.03 and abs(right.std() - 0.3) < 0.03  # each well keeps its shape
+    assert 0.2 < float(torch.stack(rates).mean()) < 0.9
+
+
+def test_cd_with_data_jumps_logs_their_acceptance():
+    torch.manual_seed(0)
+    model = ScalarEnergy(MLP(NetSpec((2,), scalar=True), width=16, depth=2))
+    buf = ReplayBuffer(100, (2,), reinit=0.2, box=(-1.0, 1.0), seed=0, init="data")
+    cd = ContrastiveDivergence(buffer=buf, steps=5, step=0.002, noise=0.002**0.5 * 2**0.5, energy_reg=0.01,
+                               jump=True)  # fmt: skip
+    out = cd(model, torch.randn(64, 2), None, torch.Generator().manual_seed(0))
+    assert out.per_sample.shape == (64,) and 0 < out.stats["jump"] <= 1
+
+
 def test_cd_defaults_follow_the_data(tmp_path):
     from energen.config import TrainConfig, saved_config
     from energen.methods import METHODS
@@ -210,9 +241,14 @@ def test_cd_defaults_follow_the_data(tmp_path):
     cd = METHODS.get("cd")
     vec = cd.resolve(TrainConfig(method="cd"), (2,))
     assert (vec.langevin_noise, vec.langevin_clip, vec.langevin_clamp) == ((2 * vec.langevin_step) ** 0.5, 0.0, False)
-    assert vec.adam_beta1 == 0.0 and vec.energy_reg < 1 and vec.data_scale == 3.0 and vec.buffer_init == "normal"
+    assert vec.adam_beta1 == 0.0 and vec.energy_reg < 1 and vec.data_scale == 3.0 and vec.buffer_init == "data"
+    assert vec.langevin_mh and vec.data_jumps  # vectors: chains that sample exp(-E), jumping between modes
+    icd = cd.resolve(TrainConfig(method="cd", icd_kl=1.0), (2,))
+    assert not icd.langevin_mh and icd.data_jumps  # ICD's chain is not Metropolis-adjusted: the default gives way
+    assert not cd.resolve(TrainConfig(method="cd", langevin_noise=0.01), (2,)).langevin_mh
     assert vec.buffer_reinit == 0.2 and cd.resolve(TrainConfig(method="cd"), (1, 8, 8)).buffer_reinit == 0.05
     img = cd.resolve(TrainConfig(method="cd", langevin_step=1.0), (1, 8, 8))
+    assert not img.langevin_mh and not img.data_jumps
     assert img.langevin_step == 1.0 and img.langevin_clip > 0 and img.langevin_clamp and img.energy_reg == 1.0
     assert (
         img.buffer_init == "uniform"
@@ -228,7 +264,7 @@ def test_cd_defaults_follow_the_data(tmp_path):
     (tmp_path / "config.json").write_text(__import__("json").dumps(old))
     cfg = saved_config(tmp_path)
     assert (cfg.adam_beta1, cfg.langevin_clamp, cfg.langevin_clip, cfg.data_scale) == (0.9, True, 0.0, 1.0)
-    assert cfg.buffer_init == "uniform"
+    assert cfg.buffer_init == "uniform" and cfg.langevin_mh is False and cfg.data_jumps is False
 
 
 def test_scaled_energy_is_the_network_on_scaled_inputs():

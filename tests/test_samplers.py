@@ -111,3 +111,51 @@ def test_metropolis_langevin_is_exact_where_langevin_is_biased():
     assert 0.3 < mala.acceptance < 0.99
     with pytest.raises(ConfigError):
         MetropolisLangevin(steps=0, step_size=1.0)
+
+
+def two_wells(x, t=None, y=None):
+    """Wells at -2 and +2 (std 0.5) holding 0.2 and 0.8 of the mass (class 1: 0.8 and 0.2)."""
+    d = torch.stack([(x + 2).pow(2).sum(1), (x - 2).pow(2).sum(1)], 1) / (2 * 0.25)
+    w = torch.tensor([0.2, 0.8]).log()
+    logw = w.expand(len(x), 2) if y is None else torch.where((y == 1)[:, None], w.flip(0), w)
+    return -torch.logsumexp(-d + logw, 1)
+
+
+def test_smc_weighs_modes_by_their_mass_where_langevin_takes_the_nearest():
+    from energen.utils import PerSampleNoise
+
+    n = 2000
+
+    def run(sampler, field, y=None):
+        noise = PerSampleNoise(range(n), (1,))
+        return sampler(field, noise(range(n)), y, noise=noise).x
+
+    smc = SAMPLERS.get("smc")(steps=100, step_size=0.3)
+    x = run(smc, EnergyField(two_wells))
+    assert abs((x > 0).float().mean() - 0.8) < 0.03 and abs(x[x > 0].std() - 0.5) < 0.03
+    assert 0.9 < smc.acceptance <= 1 and smc.resamplings >= 1
+    langevin = run(SAMPLERS.get("langevin")(steps=100, step_size=0.3), EnergyField(two_wells))
+    assert abs((langevin > 0).float().mean() - 0.5) < 0.05  # the basins split the start evenly
+    y = torch.arange(n) % 2  # classes resample apart: class 1 weighs the wells the other way round
+    xy = run(smc, EnergyField(two_wells), y)
+    assert abs((xy[y == 0] > 0).float().mean() - 0.8) < 0.04 and abs((xy[y == 1] > 0).float().mean() - 0.2) < 0.04
+    # a field without an energy: SMC weighs by the field's line integral
+    xf = run(smc, lambda x, t=None, y=None: EnergyField(two_wells)(x))
+    assert abs((xf > 0).float().mean() - 0.8) < 0.03
+    boxed = run(SAMPLERS.get("smc")(steps=100, step_size=0.3, box=(-3.0, 2.5)), EnergyField(two_wells))
+    assert boxed.min() >= -3 and boxed.max() <= 2.5  # uniform start on the box, and e^-E on it only:
+    right, left = 0.8 * 0.8413, 0.2 * 0.9772  # the right well cut 1 std above its centre, the left 2 std below
+    assert abs((boxed > 0).float().mean() - right / (right + left)) < 0.03
+    with pytest.raises(ConfigError, match="in-painting needs a step sampler"):
+        smc(EnergyField(two_wells), torch.zeros(2, 1), constrain=lambda x, i, t: x)
+
+
+def test_field_energy_is_the_line_integral_of_a_gradient_field():
+    from energen.fields import FieldEnergy
+
+    def energy(x, t=None, y=None):
+        return ((x - MU) ** 2).sum(1) / 2 + torch.sin(2 * x).sum(1)
+
+    x = torch.randn(6, 2) * 2
+    implied = FieldEnergy(EnergyField(energy))(x)
+    assert torch.allclose(implied, energy(x) - energy(torch.zeros(6, 2)), atol=1e-4)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
@@ -56,6 +57,9 @@ TRAIN_HELP = {
     "langevin_clamp": "cd: clamp chains to the data's value range (default: on for images, off for vectors)",
     "langevin_mh": "cd: Metropolis-adjust the training chains (MALA; exact Langevin only, no ICD terms): chains "
     "exact for exp(-E) at their step size",
+    "data_jumps": "cd: before each training chain, one Metropolis-Hastings jump per chain to a data point plus "
+    "noise of std 0.3 (exact for exp(-E); lets chains cross between modes, so the energy learns the modes' "
+    "weights)",
     "buffer_size": "cd: replay buffer capacity",
     "buffer_reinit": "cd: fraction of chains started fresh (from --buffer-init) instead of the buffer "
     "(default: images 0.05, vectors 0.2)",
@@ -147,6 +151,10 @@ def _sampler_settings(run, a: argparse.Namespace, base=None):
         settings = _switch_family(run, a.sampler)
     horizon = settings.steps * settings.step_size
     new = replace(settings, sampler=a.sampler or settings.sampler)
+    smc_step = None
+    if new.sampler == "smc":  # a path of K steps at one Langevin step s, whatever K (gd's eta is s^2 / 2)
+        smc_step = settings.step_size if settings.sampler in ("smc", "langevin") else math.sqrt(2 * settings.step_size)
+        new = replace(new, step_size=smc_step)
     if a.langevin_steps is not None:
         if new.sampler != "recovery":
             raise ConfigError("--langevin-steps sets the steps per noise level of the recovery sampler (drl, cdrl)")
@@ -155,6 +163,8 @@ def _sampler_settings(run, a: argparse.Namespace, base=None):
         new = replace(new, steps=a.steps, step_size=horizon / a.steps)  # same total time unless --step-size
         if new.sampler == "recovery":  # K per level; the sampler rescales its steps to keep K s^2
             new = replace(new, step_size=settings.step_size)
+        if smc_step is not None:
+            new = replace(new, step_size=smc_step)
     if a.step_size is not None:
         new = replace(new, step_size=a.step_size)
     for k in ("tol", "momentum", "noise", "ode_method", "temperature"):

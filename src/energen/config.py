@@ -47,10 +47,13 @@ class TrainConfig:
     langevin_noise: float | None = None  # sigma; vectors sqrt(2 eta) (exact Langevin at temperature 1)
     langevin_clip: float | None = None  # per-element clip of grad E (IGEBM), 0: off
     langevin_clamp: bool | None = None  # clamp chains to the data's box; None: images yes, vectors no
-    langevin_mh: bool = False  # cd: Metropolis-adjusted training chains (exact Langevin only)
+    langevin_mh: bool | None = None  # cd: Metropolis-adjusted training chains (exact Langevin only); None: vectors
+    # on (unless the chain is not exact Langevin or ICD terms are on), images off
+    data_jumps: bool | None = None  # cd: an independence Metropolis-Hastings jump to the batch's data + noise before
+    # each chain; None: vectors on, images off
     buffer_size: int = 10_000
     buffer_reinit: float | None = None  # fraction of chains started fresh (buffer_init); None: images 0.05, vectors 0.2
-    buffer_init: str | None = None  # "uniform" (box) | "normal" | "data" (+ noise); None: images uniform, else normal
+    buffer_init: str | None = None  # "uniform" (box) | "normal" | "data" (+ noise); None: images uniform, else data
     buffer_reservoir: bool = False  # reservoir (uniform over history) instead of a ring of the latest
     energy_reg: float | None = None  # alpha of alpha (E(x+)^2 + E(x-)^2)
     spectral_norm: bool | None = None  # None: on (cd)
@@ -172,6 +175,9 @@ def saved_config(run_dir: Path) -> TrainConfig:
             d["data_scale"] = 1.0
         if d.get("method") == "cd" and d.get("buffer_init") is None:  # before fresh chains could start normal
             d["buffer_init"] = "uniform"
+        if d.get("method") == "cd":  # before Metropolis-adjusted chains and data jumps (None now means on for vectors)
+            d["langevin_mh"] = d.get("langevin_mh") or False
+            d["data_jumps"] = d.get("data_jumps") or False
     return TrainConfig.from_dict(d, where=str(run_dir / "config.json"))
 
 

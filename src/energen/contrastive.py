@@ -46,7 +46,35 @@ MAX_GAP = 0.75  # the gap E(x-) - E(x+) may reach 1 / alpha only when the L2 ter
 # vector chains with eta = 0.01 ran to a gap of 92 at alpha = 0.01 while |E(x+)| stayed under 50)
 
 BUFFER_INITS = ("uniform", "normal", "data")
-DATA_START_NOISE = 0.3  # std of the noise added to data points that start fresh chains (init "data")
+DATA_START_NOISE = 0.3  # std of the noise added to data points that start fresh chains (init "data"), and the
+# width of the data jumps' proposal
+
+
+def data_jump(energy, x: Tensor, y: Tensor | None, data: Tensor, generator: torch.Generator,
+              std: float = DATA_START_NOISE) -> tuple[Tensor, Tensor]:  # fmt: skip
+    r"""One independence Metropolis-Hastings step per chain towards :math:`p \propto e^{-E}`: propose
+    :math:`x'` from :math:`q`, the batch ``data`` blurred by Gaussian noise of std ``std`` (a kernel density:
+    a random data point plus noise), accept with probability
+
+    .. math::  \min\Big(1,\ \exp\big(E(x) - E(x') + \log q(x) - \log q(x')\big)\Big).
+
+    ``q`` does not depend on the chain, so the step leaves :math:`e^{-E}` invariant whatever the batch, and a
+    chain can jump between modes that Langevin steps cannot cross: without such moves chains started from the
+    data keep the data's share of each mode, and contrastive divergence gets no signal about the energy's own
+    mode weights (they drift). Returns the chains and the accepted mask.
+    """
+    n, m = x.shape[0], data.shape[0]
+    flat = data.reshape(m, -1)
+    j = torch.randint(0, m, (n,), generator=generator).to(data.device)
+    xp = data[j] + std * torch.randn(x.shape, generator=generator).to(x)
+
+    def log_q(v: Tensor) -> Tensor:  # up to a constant shared by x and x'
+        return torch.logsumexp(-torch.cdist(v.reshape(n, -1), flat).pow(2) / (2 * std * std), dim=1)
+
+    log_a = energy(x, None, y) - energy(xp, None, y) + log_q(x) - log_q(xp)
+    u = torch.rand(n, generator=generator).to(x)
+    accept = torch.log(u) < log_a  # u = 0 gives -inf: accepted
+    return torch.where(accept.reshape(-1, *[1] * (x.dim() - 1)), xp, x), accept
 
 
 def check_mh(*, step: float, noise: float, clipped: bool, clamped: bool, icd: bool) -> None:
@@ -170,6 +198,8 @@ class ContrastiveDivergence:
         steps, step, noise, grad_clip, clamp: the chain, as above.
         energy_reg: :math:`\alpha`.
         kl, entropy: weights of the ICD terms (0 disables them); ``augment``: shift buffer images.
+        jump: before each chain, one :func:`data_jump` per chain (an exact Metropolis-Hastings move between
+            modes; logged as ``jump``, its acceptance rate).
         mh: Metropolis-adjust the chain (:class:`~energen.samplers.MetropolisLangevin`; exact Langevin only,
             ``noise`` = :math:`\sqrt{2\eta}`, no clip or clamp, no ICD terms): chains exact for
             :math:`e^{-E}` at their step size, so the energy cannot learn to correct their discretisation bias.
@@ -179,11 +209,11 @@ class ContrastiveDivergence:
     def __init__(self, *, buffer: ReplayBuffer, steps: int, step: float, noise: float,
                  grad_clip: float | None = None, clamp: tuple[float, float] | None = None, energy_reg: float = 1.0,
                  kl: float = 0.0, entropy: float = 0.0, augment: bool = False, label_dropout: float = 0.1,
-                 num_classes: int = 0, mh: bool = False):  # fmt: skip
+                 num_classes: int = 0, mh: bool = False, jump: bool = False):  # fmt: skip
         if mh:
             check_mh(step=step, noise=noise, clipped=grad_clip is not None, clamped=clamp is not None,
                      icd=kl > 0 or entropy > 0)  # fmt: skip
-        self.mh = mh
+        self.mh, self.jump = mh, jump
         self.buffer, self.steps, self.step, self.noise = buffer, steps, step, noise
         self.grad_clip, self.clamp, self.energy_reg = grad_clip, clamp, energy_reg
         self.kl, self.entropy, self.augment = kl, entropy, augment
@@ -213,6 +243,10 @@ class ContrastiveDivergence:
 
         was_training = model.training
         model.eval()
+        jumped = None
+        if self.jump:
+            with torch.no_grad():
+                x0, jumped = data_jump(model.energy, x0, y, x.detach(), generator)
         icd = self.kl > 0 or self.entropy > 0
         field = EnergyField(model.energy)
         if self.mh:
@@ -239,6 +273,8 @@ class ContrastiveDivergence:
                  "e_gap": (e_neg - e_pos).mean().item()}  # fmt: skip
         if self.mh:
             stats["accept"] = mala.acceptance
+        if jumped is not None:
+            stats["jump"] = jumped.float().mean().item()
         if self.kl > 0:
             params = [p for p in model.parameters() if p.requires_grad]
             for p in params:  # frozen: the gradient reaches theta only through x_kl

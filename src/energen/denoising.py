@@ -52,5 +52,7 @@ def denoise(run: Run, x: Tensor, *, noise_std: float | None = None, settings: Sa
 
 
 def restoring_settings(s: SamplerSettings) -> SamplerSettings:
-    """A Langevin sampler at temperature 0 (gradient descent on the energy); other samplers as they are."""
+    """A Langevin sampler (or smc's chain) at temperature 0 (gradient descent on the energy); other samplers as
+    they are."""
+    s = s.as_chain()
     return replace(s, temperature=0.0) if s.sampler == "langevin" else s

@@ -62,6 +62,42 @@ class EnergyField:
         return (e, -grad) if self.create_graph else (e.detach(), -grad.detach())
 
 
+class FieldEnergy:
+    r"""The energy a field implies, by its line integral from the origin:
+    :math:`E(x) = -\int_0^1 f(s x)\cdot x \, ds`, by Gauss-Legendre quadrature with ``nodes`` points (``nodes``
+    field evaluations an energy). For a gradient field :math:`f = -\nabla E` this is :math:`E(x) - E(0)`,
+    exact up to the quadrature; for a field that is not a gradient (EqM's is one only approximately) it is the
+    energy along rays from the origin. Lets samplers that weigh points by their energy (SMC) run on every model;
+    :meth:`energy_and_field` pairs it with the field itself, not with the gradient of the integral.
+    """
+
+    def __init__(self, field: Field, nodes: int = 8):
+        import numpy as np
+
+        s, w = np.polynomial.legendre.leggauss(nodes)
+        self.field, self.s, self.w = field, ((s + 1) / 2).tolist(), (w / 2).tolist()
+
+    def __call__(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        out = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        for s, w in zip(self.s, self.w, strict=True):
+            out = out - w * (self.field(s * x, t, y) * x).flatten(1).sum(1)
+        return out
+
+    def energy_and_field(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self(x, t, y), self.field(x, t, y)
+
+
+def energy_source(field: Field) -> EnergyField | FieldEnergy:
+    """Energy and field of ``field`` together (``energy_and_field``): by autograd when the field is an
+    :class:`EnergyField` or an energy network (``field.energy(x, t, y)``, marked ``has_energy``), else the field
+    with :class:`FieldEnergy`'s line integral of it."""
+    if isinstance(field, EnergyField):
+        return field
+    if getattr(field, "has_energy", False):
+        return EnergyField(field.energy)
+    return FieldEnergy(field)
+
+
 class GuidedField:
     r"""Classifier-free guidance: :math:`f = f(x, \varnothing) + w\,[f(x, y) - f(x, \varnothing)]`.
 

@@ -134,21 +134,25 @@ class ContrastiveMethod(Method):
             # pixels: nearly noiseless clipped gradient descent, a pixel moving at most 0.2 a step; alpha 1
             chain = {"langevin_step": 40.0, "langevin_noise": 0.01, "langevin_clip": 0.005, "langevin_clamp": True,
                      "energy_reg": 1.0, "data_scale": 1.0, "buffer_init": "uniform",
-                     "buffer_reinit": 0.05}  # fmt: skip
+                     "buffer_reinit": 0.05, "langevin_mh": False, "data_jumps": False}  # fmt: skip
         else:
             # exact Langevin (temperature 1) with a step small beside the modes of standardised data, no clamp
             # (chains stuck at a box edge drive the energy gap up), and a weak alpha: alpha pulls every energy
             # towards 0, and at IGEBM's 1 the learned modes come out several times too wide (README, Results).
             # The network sees 3 x the data: spectrally normalised on 1 x, its features vary too slowly for
             # 8gaussians' narrow modes (a ring with bumps); free of the bound, the checkerboard's gap runs away.
-            # 20% of the chains start fresh where sampling from noise starts (a standard normal): uniform starts
-            # in the box never visit the middle, whose energy then stays low and traps chains from noise
-            # (2spirals, README)
+            # The chains sample exp(-E) exactly where they can (README, "Densities that show every mode"):
+            # Metropolis-adjusted (else the energy learns to correct their bias: sharp wells), started fresh at
+            # data points plus noise (fresh starts from noise leave a tilt: the energy learns to carry the chains
+            # there), and moved between modes by Metropolis jumps to the data (else the modes' weights drift)
             eta = cfg.langevin_step or VECTOR_STEP
-            chain = {"langevin_step": eta, "langevin_noise": math.sqrt(2 * eta), "langevin_clip": 0.0,
+            noise = math.sqrt(2 * eta) if cfg.langevin_noise is None else cfg.langevin_noise
+            exact = math.isclose(noise, math.sqrt(2 * eta)) and not cfg.langevin_clip and not cfg.langevin_clamp
+            chain = {"langevin_step": eta, "langevin_noise": noise, "langevin_clip": 0.0,
                      "langevin_clamp": False, "energy_reg": VECTOR_ENERGY_REG,
-                     "data_scale": VECTOR_DATA_SCALE, "buffer_init": "normal",
-                     "buffer_reinit": 0.2}  # fmt: skip
+                     "data_scale": VECTOR_DATA_SCALE, "buffer_init": "data", "buffer_reinit": 0.2,
+                     "langevin_mh": exact and cfg.icd_kl == 0 and cfg.icd_entropy == 0,
+                     "data_jumps": True}  # fmt: skip
         # Adam without momentum, as IGEBM and ICD train their energies: the negatives move with the model.
         # Spectral norm as IGEBM: without it the 2-D energies grow sharp wells and the gap runs away
         out = _fill(cfg, langevin_steps=20, adam_beta1=0.0, spectral_norm=True, **chain)
@@ -172,7 +176,8 @@ class ContrastiveMethod(Method):
             buffer=buffer, steps=cfg.langevin_steps, step=cfg.langevin_step, noise=cfg.langevin_noise,
             grad_clip=cfg.langevin_clip or None, clamp=box if cfg.langevin_clamp else None, energy_reg=cfg.energy_reg,
             kl=cfg.icd_kl, entropy=cfg.icd_entropy, augment=cfg.icd_augment,
-            label_dropout=cfg.label_dropout, num_classes=num_classes, mh=cfg.langevin_mh,
+            label_dropout=cfg.label_dropout, num_classes=num_classes, mh=bool(cfg.langevin_mh),
+            jump=bool(cfg.data_jumps),
         )  # fmt: skip
 
 

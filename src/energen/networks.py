@@ -199,6 +199,8 @@ class ExplicitEnergy(nn.Module):
     the gradient keeps its graph (double backward), so a loss on the field trains the energy.
     """
 
+    has_energy = True  # fields.energy_source: ``energy(x, t, y)`` is the energy whose -gradient ``forward`` returns
+
     def __init__(self, net: nn.Module, kind: str = "dot"):
         super().__init__()
         if kind not in ("dot", "l2"):
@@ -228,6 +230,8 @@ class ScalarEnergy(nn.Module):
     The network sees ``data_scale * x``: under spectral normalisation every layer but the output is
     1-Lipschitz, so this sets how fast, per data unit, the energy's features can vary.
     """
+
+    has_energy = True  # fields.energy_source: ``energy(x, t, y)`` is the energy whose -gradient ``forward`` returns
 
     def __init__(self, net: nn.Module, data_scale: float = 1.0):
         super().__init__()

@@ -7,7 +7,7 @@ settings) and gives the model's field, its energy when it has one, and samples i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -38,7 +38,7 @@ class SamplerSettings:
     ode_method: str = "heun2"
     temperature: float = 1.0  # langevin and recovery: the noise multiplier (1: exact Langevin)
     grad_clip: float | None = None  # langevin: per-element clip of the field (cd on images, as in training)
-    clamp: list[float] | None = None  # langevin: (lo, hi) to clamp the points to, normalised coordinates
+    clamp: list[float] | None = None  # langevin: (lo, hi) to clamp the points to; smc: the support (normalised)
     extra: dict = field(default_factory=dict)
 
     def build(self, record=()):
@@ -50,12 +50,20 @@ class SamplerSettings:
             kw = dict(grad_clip=self.grad_clip, clamp=None if self.clamp is None else tuple(self.clamp))
             return SAMPLERS.get("langevin")(steps=self.steps, step_size=self.step_size, temperature=self.temperature,
                                             tol=self.tol, record=record, **kw)  # fmt: skip
+        if self.sampler == "smc":
+            box = None if self.clamp is None else tuple(self.clamp)
+            return SAMPLERS.get("smc")(steps=self.steps, step_size=self.step_size, box=box, record=record)
         if self.sampler == "ode":
             return SAMPLERS.get("ode")(method=self.ode_method, steps=self.steps, horizon=self.steps * self.step_size)
         kw = dict(steps=self.steps, step_size=self.step_size, tol=self.tol, noise=self.noise, record=record)
         if self.sampler == "nag":
             kw["momentum"] = self.momentum
         return SAMPLERS.get(self.sampler)(**kw)
+
+    def as_chain(self) -> SamplerSettings:
+        """Settings that can start anywhere: ``smc`` (which starts from noise) becomes Langevin at its step size,
+        others stay as they are (denoising, in-painting, translation and the buffer start chains elsewhere)."""
+        return replace(self, sampler="langevin", temperature=1.0, clamp=None) if self.sampler == "smc" else self
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -142,7 +150,7 @@ class Run:
         """Settings for a field sampler (gd, nag, ode, langevin) on this run: its default unless that is the
         recovery sampler; then the level-0 energy's Langevin step :math:`s_0` gives the step size."""
         if not self.is_recovery:
-            return self.default_sampler
+            return self.default_sampler.as_chain() if sampler == "langevin" else self.default_sampler
         s0 = float(self.model.levels.step[0])
         return SamplerSettings(sampler=sampler, steps=100, step_size=s0 if sampler == "langevin" else s0**2 / 2)
 
@@ -207,7 +215,11 @@ class Run:
         Returns the final points and the merged :class:`SamplerOutput` (its ``x`` and snapshots normalised).
         """
         settings = settings or self.default_sampler
+        if x0 is not None or known is not None or noise_std is not None:
+            settings = settings.as_chain()  # smc starts from noise only
         recovery = settings.sampler == "recovery"
+        if settings.sampler == "smc" and self.learns_velocity:
+            raise ConfigError("smc weighs samples by an energy; flow matching learns a velocity, which has none")
         if recovery and not self.is_recovery:
             raise ConfigError(f"sampler 'recovery' needs a drl or cdrl run, not {self.cfg.method!r}")
         if recovery and field is not None:
@@ -286,6 +298,9 @@ def default_sampler(method: Method, cfg: TrainConfig, info: DataInfo) -> Sampler
     if method.native_sampler == "langevin":  # cd: the training chain, 10x its length, from noise
         s = math.sqrt(2 * cfg.langevin_step)
         noise = s if cfg.langevin_noise is None else cfg.langevin_noise  # None: a run saved before cd's defaults
+        if cfg.langevin_mh and cfg.data_jumps:  # trained as a density: SMC samples it on the data's box
+            return SamplerSettings(sampler="smc", steps=10 * cfg.langevin_steps, step_size=s,
+                                   clamp=list(data_box(info)))  # fmt: skip
         return SamplerSettings(sampler="langevin", steps=10 * cfg.langevin_steps, step_size=s, temperature=noise / s,
                                grad_clip=cfg.langevin_clip or None,
                                clamp=list(data_box(info)) if cfg.langevin_clamp else None)  # fmt: skip
