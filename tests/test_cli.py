@@ -55,7 +55,7 @@ def test_train_sample_eval_plot(tmp_path, capsys):
         p.name for p in run.iterdir()
     }
     capsys.readouterr()
-    for sampler in ("gd", "nag", "ode"):
+    for sampler in ("gd", "nag", "ode", "smc"):  # smc weighs by EqM-E's own energy
         out = tmp_path / f"{sampler}.npy"
         assert run_cli("sample", run, "--n", 50, "--out", out, "--sampler", sampler, "--steps", 20) == 0
         assert np.load(out).shape == (50, 2)

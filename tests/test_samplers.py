@@ -159,3 +159,13 @@ def test_field_energy_is_the_line_integral_of_a_gradient_field():
     x = torch.randn(6, 2) * 2
     implied = FieldEnergy(EnergyField(energy))(x)
     assert torch.allclose(implied, energy(x) - energy(torch.zeros(6, 2)), atol=1e-4)
+
+
+def test_smc_runs_on_a_field_only_model(tiny_run):
+    from dataclasses import replace
+
+    from energen import Run
+
+    run = Run(tiny_run)  # EqM: a field, no energy; smc weighs by the field's line integral
+    x, out = run.sample(40, seed=0, settings=replace(run.default_sampler, sampler="smc", steps=10, step_size=0.1))
+    assert x.shape == (40, 2) and torch.isfinite(x).all() and out.nfe == 11
