@@ -265,7 +265,7 @@ class SequentialMonteCarlo:
     .. math::  \pi_b(x) \propto q(x)^{1-b}\, e^{-b E(x)}, \qquad b_k = k / K.
 
     Each step reweights the particles by :math:`\pi_{b_{k+1}} / \pi_{b_k}` (the factor
-    :math:`(q(x)\, e^{-E(x)})^{1/K}`), resamples them (systematic resampling, within each class) when the effective
+    :math:`(e^{-E(x)} / q(x))^{1/K}`), resamples them (systematic resampling, within each class) when the effective
     sample size falls under half the population, and moves each by one Metropolis-adjusted Langevin step that
     leaves :math:`\pi_{b_{k+1}}` invariant; a last resampling makes the output unweighted. Where Langevin chains
     from noise settle in whichever mode is nearest and take a mode's basin for its weight, SMC weighs the modes by
