@@ -241,7 +241,7 @@ def test_cd_defaults_follow_the_data(tmp_path):
     cd = METHODS.get("cd")
     vec = cd.resolve(TrainConfig(method="cd"), (2,))
     assert (vec.langevin_noise, vec.langevin_clip, vec.langevin_clamp) == ((2 * vec.langevin_step) ** 0.5, 0.0, False)
-    assert vec.adam_beta1 == 0.0 and vec.energy_reg < 1 and vec.data_scale == 3.0 and vec.buffer_init == "data"
+    assert vec.adam_beta1 == 0.0 and vec.energy_reg < 1 and vec.data_scale == 6.0 and vec.buffer_init == "data"
     assert vec.langevin_mh and vec.data_jumps  # vectors: chains that sample exp(-E), jumping between modes
     icd = cd.resolve(TrainConfig(method="cd", icd_kl=1.0), (2,))
     assert not icd.langevin_mh and icd.data_jumps  # ICD's chain is not Metropolis-adjusted: the default gives way

@@ -74,7 +74,7 @@ TRAIN_HELP = {
     "icd_augment": "cd: Improved CD augmentation transitions (one-pixel shifts of buffer images)",
     "init_lr": "cdrl: the initializer's learning rate (default: --lr)",
     "data_scale": "drl/cdrl: scale of the normalised data under unit noise (default: 4 for dim <= 16, else 1); "
-    "cd: the energy network sees data-scale x the data, chains keep their step (default: vectors 3, images 1)",
+    "cd: the energy network sees data-scale x the data, chains keep their step (default: vectors 6, images 1)",
 }
 
 

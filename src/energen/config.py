@@ -39,7 +39,7 @@ class TrainConfig:
     init_model: str = "mlp-small"  # cdrl's initializer network
     init_lr: float | None = None  # the initializer's learning rate (None: lr)
     data_scale: float | None = None  # drl/cdrl: the diffusion runs on data_scale * normalised data (4 for dim <= 16,
-    # else 1); cd: the energy network sees data_scale * normalised data (vectors 3, images 1), its chains' step
+    # else 1); cd: the energy network sees data_scale * normalised data (vectors 6, images 1), its chains' step
     # and noise stay in normalised units
     # contrastive divergence (cd): chains x <- x - step grad E + noise z from a replay buffer
     # None: chosen from the data (see ContrastiveMethod.resolve)
