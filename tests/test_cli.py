@@ -101,3 +101,28 @@ def test_torchrun_two_cpu_processes(tmp_path):
 
     rng = load_file(str(out / st["tensors"]))
     assert {"rng.generator.0", "rng.generator.1"} <= rng.keys()
+
+
+def test_smc_keeps_one_langevin_step_whatever_its_length():
+    """--steps on smc lengthens the path at the same step s; switching from gd (eta) gives s = sqrt(2 eta);
+    other samplers keep their total time."""
+    from argparse import Namespace
+    from types import SimpleNamespace
+
+    from energen.cli import _sampler_settings
+    from energen.sampling import SamplerSettings
+
+    flags = dict.fromkeys(("sampler", "langevin_steps", "steps", "step_size", "tol", "momentum", "noise",
+                           "ode_method", "temperature"))  # fmt: skip
+
+    def settings(default, **given):
+        return _sampler_settings(SimpleNamespace(default_sampler=default), Namespace(**{**flags, **given}))
+
+    smc = SamplerSettings(sampler="smc", steps=200, step_size=0.06)
+    assert (settings(smc, steps=50).steps, settings(smc, steps=50).step_size) == (50, 0.06)
+    gd = SamplerSettings(sampler="gd", steps=100, step_size=0.02)
+    assert settings(gd, sampler="smc").step_size == pytest.approx(0.2)
+    assert settings(gd, sampler="smc", steps=400).step_size == pytest.approx(0.2)
+    assert settings(gd, steps=400).step_size == pytest.approx(0.005)
+    langevin = SamplerSettings(sampler="langevin", steps=100, step_size=0.1)
+    assert settings(langevin, sampler="smc", steps=10).step_size == 0.1

@@ -151,20 +151,18 @@ def _sampler_settings(run, a: argparse.Namespace, base=None):
         settings = _switch_family(run, a.sampler)
     horizon = settings.steps * settings.step_size
     new = replace(settings, sampler=a.sampler or settings.sampler)
-    smc_step = None
-    if new.sampler == "smc":  # a path of K steps at one Langevin step s, whatever K (gd's eta is s^2 / 2)
-        smc_step = settings.step_size if settings.sampler in ("smc", "langevin") else math.sqrt(2 * settings.step_size)
-        new = replace(new, step_size=smc_step)
+    if new.sampler == "smc" and settings.sampler not in ("smc", "langevin"):  # a Langevin step s (gd's eta = s^2 / 2)
+        new = replace(new, step_size=math.sqrt(2 * settings.step_size))
     if a.langevin_steps is not None:
         if new.sampler != "recovery":
             raise ConfigError("--langevin-steps sets the steps per noise level of the recovery sampler (drl, cdrl)")
         new = replace(new, steps=a.langevin_steps)
     if a.steps is not None:
-        new = replace(new, steps=a.steps, step_size=horizon / a.steps)  # same total time unless --step-size
-        if new.sampler == "recovery":  # K per level; the sampler rescales its steps to keep K s^2
-            new = replace(new, step_size=settings.step_size)
-        if smc_step is not None:
-            new = replace(new, step_size=smc_step)
+        new = replace(new, steps=a.steps)
+        # same total time unless --step-size; recovery: K per level (the sampler rescales its steps to keep
+        # K s^2); smc: a path of K steps at one Langevin step s, whatever K
+        if new.sampler not in ("recovery", "smc"):
+            new = replace(new, step_size=horizon / a.steps)
     if a.step_size is not None:
         new = replace(new, step_size=a.step_size)
     for k in ("tol", "momentum", "noise", "ode_method", "temperature"):

@@ -200,6 +200,24 @@ class Langevin(GradientDescent):
         return x if self.clamp is None else x.clamp(*self.clamp)
 
 
+def _sq(v: Tensor) -> Tensor:
+    return v.pow(2).flatten(1).sum(1)
+
+
+def _uniform(draw: NoiseSource, idx: Tensor, like: Tensor) -> Tensor:
+    """One uniform per sample in ``idx``, from one more normal draw of its own noise stream (its first element
+    through the normal CDF), so that a chain depends on its own stream only."""
+    return 0.5 * (1 + torch.erf(draw(idx).to(like).flatten(1)[:, 0] / math.sqrt(2)))
+
+
+def _mala_accepts(x: Tensor, xp: Tensor, z: Tensor, lp: Tensor, lpp: Tensor, gp: Tensor, eta: float,
+                  u: Tensor) -> Tensor:  # fmt: skip
+    r"""The Metropolis test of the Langevin proposal :math:`x' = x + \eta \nabla\log\pi(x) + s z`
+    (:math:`\eta = s^2/2`): ``lp``, ``lpp`` are :math:`\log\pi` at :math:`x, x'`, ``gp`` its gradient at
+    :math:`x'`, ``u`` the uniforms; returns the accepted mask."""
+    return torch.log(u) < lpp - lp - _sq(x - xp - eta * gp) / (4 * eta) + _sq(z) / 2
+
+
 class MetropolisLangevin:
     r"""Metropolis-adjusted Langevin (MALA) on a scalar energy: the Langevin proposal
     :math:`x' = x - \eta \nabla E(x) + s z` (:math:`\eta = s^2/2`), accepted with probability
@@ -236,20 +254,14 @@ class MetropolisLangevin:
         draw = noise if noise is not None else (lambda i: torch.randn((len(i), *x0.shape[1:]), device=x0.device))
 
         field = EnergyField(energy)
-
-        def sq(v: Tensor) -> Tensor:
-            return v.pow(2).flatten(1).sum(1)
-
         x = x0.clone()
-        e, f = field.energy_and_field(x, None, y)  # f = -grad E
+        e, f = field.energy_and_field(x, None, y)  # f = -grad E = grad log pi
         accepted = torch.zeros(n, device=x0.device)
         for _ in range(self.steps):
             z = draw(idx).to(x)
             xp = x + eta * f + s * z
             ep, fp = field.energy_and_field(xp, None, y)
-            log_a = e - ep - sq(x - xp - eta * fp) / (4 * eta) + sq(z) / 2
-            u = 0.5 * (1 + torch.erf(draw(idx).to(x).flatten(1)[:, 0] / math.sqrt(2)))
-            take = torch.log(u) < log_a
+            take = _mala_accepts(x, xp, z, -e, -ep, fp, eta, _uniform(draw, idx, x))
             keep = expand_like(take, x)
             x, e, f = torch.where(keep, xp, x), torch.where(take, ep, e), torch.where(keep, fp, f)
             accepted += take.to(accepted)
@@ -313,18 +325,12 @@ class SequentialMonteCarlo:
         groups = [idx] if y is None else [idx[y == c] for c in torch.unique(y)]
         target = energy_source(field)
 
-        def sq(v: Tensor) -> Tensor:
-            return v.pow(2).flatten(1).sum(1)
-
-        def uniform(i: Tensor) -> Tensor:  # one uniform per sample in i, from its own noise stream
-            return 0.5 * (1 + torch.erf(draw(i).to(x0).flatten(1)[:, 0] / math.sqrt(2)))
-
         def resample(state: list[Tensor], logw: Tensor, force: bool) -> None:
             for grp in groups:
                 w = torch.softmax(logw[grp], 0)
                 if not force and 1 / w.pow(2).sum() >= self.ess_fraction * len(grp):
                     continue
-                u = (uniform(grp[:1]) + torch.arange(len(grp), device=x0.device)) / len(grp)
+                u = (_uniform(draw, grp[:1], x0) + torch.arange(len(grp), device=x0.device)) / len(grp)
                 anc = grp[torch.searchsorted(torch.cumsum(w, 0), u).clamp(max=len(grp) - 1)]
                 for v in state:
                     v[grp] = v[anc]
@@ -334,7 +340,7 @@ class SequentialMonteCarlo:
         gauss = self.box is None  # q = N(0, I); else uniform on the box, constant
 
         def log_q(x: Tensor) -> Tensor:
-            return -sq(x) / 2 if gauss else torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+            return -_sq(x) / 2 if gauss else torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
 
         def log_pi(b: float, x: Tensor, e: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:  # log pi_b, its gradient
             return -b * e + (1 - b) * log_q(x), (b * f - (1 - b) * x) if gauss else b * f
@@ -360,8 +366,7 @@ class SequentialMonteCarlo:
             xp = x + eta * g + s * z
             ep, fp = target.energy_and_field(xp, None, y)
             lpp, gp = log_pi(b1, xp, ep, fp)
-            log_a = lpp - lp - sq(x - xp - eta * gp) / (4 * eta) + sq(z) / 2
-            take = (torch.log(uniform(idx)) < log_a) & ~outside(xp)
+            take = _mala_accepts(x, xp, z, lp, lpp, gp, eta, _uniform(draw, idx, x)) & ~outside(xp)
             keep = expand_like(take, x)
             x, e, f = torch.where(keep, xp, x), torch.where(take, ep, e), torch.where(keep, fp, f)
             accepted += take.to(accepted)
