@@ -22,7 +22,7 @@ from pathlib import Path
 
 from common import density_samples, off_support, reference, region_mass, sw1, trained
 
-from energen.cli import build_parser
+from energen.cli.main import build_parser
 
 p = argparse.ArgumentParser()
 p.add_argument("--out", default="bench-runs")

@@ -21,8 +21,8 @@ import torch
 from common import print_class_accuracy, save_digit_grid, trained
 
 from energen import Run
-from energen.data import load_dataset
-from energen.metrics import digits_classifier, frechet_distance
+from energen.data.datasets import load_dataset
+from energen.evaluation.metrics import digits_classifier, frechet_distance
 
 VARIANTS = {"cd": {}, "icd": {"icd_kl": 1.0, "icd_entropy": 0.3, "icd_augment": True}}
 

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from energen import Run, TrainConfig, train
-from energen.data import load_dataset
-from energen.metrics import sliced_w1
+from energen.data.datasets import load_dataset
+from energen.evaluation.metrics import sliced_w1
 
 
 def trained(root: Path, name: str, **cfg) -> tuple[Run, float]:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from common import class_samples, digits_args, save_digit_grid, trained
 
-from energen.data import load_dataset
-from energen.metrics import digits_classifier, frechet_distance
+from energen.data.datasets import load_dataset
+from energen.evaluation.metrics import digits_classifier, frechet_distance
 
 a = digits_args()
 root = Path(a.out)

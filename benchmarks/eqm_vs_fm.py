@@ -14,7 +14,7 @@ from pathlib import Path
 
 from common import reference, sw1, trained
 
-from energen.data import load_dataset
+from energen.data.datasets import load_dataset
 
 p = argparse.ArgumentParser()
 p.add_argument("--out", default="bench-runs")

@@ -19,8 +19,8 @@ import argparse
 
 import torch
 
-from energen.data import load_dataset
-from energen.metrics import sliced_w1, w1_exact
+from energen.data.datasets import load_dataset
+from energen.evaluation.metrics import sliced_w1, w1_exact
 
 p = argparse.ArgumentParser()
 p.add_argument("data")

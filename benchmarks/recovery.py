@@ -23,9 +23,9 @@ import torch
 from common import reference, sw1, trained
 
 from energen import TrainConfig
-from energen.data import load_dataset
-from energen.methods import METHODS
-from energen.training import resolve_config
+from energen.data.datasets import load_dataset
+from energen.methods.registry import METHODS
+from energen.training.loop import resolve_config
 
 p = argparse.ArgumentParser()
 p.add_argument("--out", default="bench-runs")

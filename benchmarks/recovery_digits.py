@@ -19,8 +19,8 @@ from pathlib import Path
 from common import digits_args, print_class_accuracy, save_digit_grid, trained
 
 from energen import Run
-from energen.data import load_dataset
-from energen.metrics import digits_classifier, frechet_distance
+from energen.data.datasets import load_dataset
+from energen.evaluation.metrics import digits_classifier, frechet_distance
 
 a = digits_args()
 root = Path(a.out)

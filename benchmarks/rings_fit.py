@@ -13,8 +13,9 @@ import time
 
 import torch
 
-from energen.data import load_dataset
-from energen.networks import MODELS, NetSpec, ScalarEnergy, spectral_normalise
+from energen.data.datasets import load_dataset
+from energen.networks.base import MODELS, NetSpec
+from energen.networks.energy import ScalarEnergy, spectral_normalise
 
 p = argparse.ArgumentParser()
 p.add_argument("--data-scale", type=float, default=6.0)

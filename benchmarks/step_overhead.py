@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from energen import TrainConfig, train
-from energen.networks import MODELS, NetSpec
+from energen.networks.base import MODELS, NetSpec
 
 p = argparse.ArgumentParser()
 p.add_argument("--models", nargs="+", default=["EqM-S/2"])

@@ -28,15 +28,15 @@ from common import trained
 from scipy.ndimage import gaussian_filter
 
 from energen import Run
-from energen.composition import Expert, compose
-from energen.data import digits_dataset, load_dataset
-from energen.denoising import denoise
+from energen.data.datasets import digits_dataset, load_dataset
 from energen.errors import ConfigError
-from energen.inpainting import inpaint
-from energen.metrics import digits_classifier
-from energen.ood import ood_metrics, ood_scores
+from energen.evaluation.metrics import digits_classifier
 from energen.plotting import plot_panels, plot_scores
-from energen.translation import translate
+from energen.tasks.composition import Expert, compose
+from energen.tasks.denoising import denoise
+from energen.tasks.inpainting import inpaint
+from energen.tasks.ood import ood_metrics, ood_scores
+from energen.tasks.translation import translate
 
 METHODS = ["eqm", "eqm-e", "fm", "drl", "cdrl", "cd"]
 # each method's class-conditional digits run, as benchmarks/digits.py, recovery_digits.py and cd_digits.py train it

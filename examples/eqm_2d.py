@@ -14,12 +14,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from energen.data import load_dataset  # noqa: E402
+from energen.data.datasets import load_dataset  # noqa: E402
+from energen.evaluation.metrics import sliced_w1  # noqa: E402
 from energen.interpolants import TruncatedDecay  # noqa: E402
-from energen.metrics import sliced_w1  # noqa: E402
-from energen.networks import MLP, NetSpec  # noqa: E402
-from energen.objectives import FieldMatching  # noqa: E402
-from energen.samplers import GradientDescent  # noqa: E402
+from energen.losses.eqm import FieldMatching  # noqa: E402
+from energen.networks.base import NetSpec  # noqa: E402
+from energen.networks.mlp import MLP
+from energen.samplers.gradient_descent import GradientDescent  # noqa: E402
 
 torch.manual_seed(0)
 data = load_dataset("8gaussians")

@@ -10,15 +10,22 @@ The public pieces, one concept per module:
 - :mod:`energen.training` (the loop) and :mod:`energen.sampling` (loading runs, drawing samples).
 """
 
-from . import transformer, unet  # noqa: F401  (register the EqM-* transformers and the U-Nets)
+from __future__ import annotations
+
 from .config import TrainConfig
 from .fields import EnergyField, GuidedField, SumField
-from .samplers import GradientDescent, Nesterov, ODESolver
-from .sampling import Run, SamplerSettings
-from .training import train
+from .networks import transformer, unet  # noqa: F401  (register the EqM-* transformers and the U-Nets)
+from .run import Run
+from .samplers.gradient_descent import GradientDescent
+from .samplers.nesterov import Nesterov
+from .samplers.ode import ODESolver
+from .samplers.settings import SamplerSettings
+from .training.loop import train
 
 __all__ = [
     "EnergyField", "GradientDescent", "GuidedField", "Nesterov", "ODESolver", "Run", "SamplerSettings", "SumField",
     "TrainConfig", "train",
 ]  # fmt: skip
+
+
 __version__ = "0.1.0"

@@ -86,10 +86,10 @@ class TrainConfig:
     calibrate_samples: int = 1000
 
     def validate(self) -> TrainConfig:
-        from .contrastive import BUFFER_INITS
         from .interpolants import WEIGHTINGS
-        from .methods import METHODS
-        from .networks import MODELS
+        from .losses.replay_buffer import BUFFER_INITS
+        from .methods.registry import METHODS
+        from .networks.base import MODELS
 
         METHODS.get(self.method)
         if self.model != "auto":
@@ -163,7 +163,7 @@ class TrainConfig:
 def saved_config(run_dir: Path) -> TrainConfig:
     """The configuration a run directory was trained with. Runs written before an option existed get the
     value they were trained with (``gamma_power``: uniform gamma)."""
-    from .checkpoint import read_json
+    from .training.checkpoint import read_json
 
     d = read_json(run_dir / "config.json")
     if isinstance(d, dict):

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import save_export
 from .config import TrainConfig
-from .data import DataInfo
+from .data.info import DataInfo
+from .data.latents import LATENT_SCALE
 from .errors import CheckpointError
-from .latents import LATENT_SCALE
-from .sampling import SamplerSettings
-from .transformer import SIZES, sincos_2d
+from .networks.transformer import SIZES, sincos_2d
+from .samplers.settings import SamplerSettings
+from .training.checkpoint import save_export
 from .utils import atomic_write_json
 
 REFERENCE_SAMPLER = SamplerSettings(sampler="nag", steps=250, step_size=0.0017, momentum=0.3)
@@ -107,7 +107,7 @@ def convert(path: str | Path, run_dir: str | Path, *, which: str = "ema", energy
     ``vae`` (a local AutoencoderKL folder) is what image output decodes them with. Returns the
     architecture read off the checkpoint.
     """
-    from .methods import METHODS
+    from .methods.registry import METHODS
 
     run_dir = Path(run_dir)
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):

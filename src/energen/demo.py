@@ -24,11 +24,12 @@ def _new_dir(out: str | None) -> Path:
 def run_demo(out: str | None, *, steps: int = 4000) -> dict:
     import torch
 
-    from .data import load_dataset, write_samples
-    from .metrics import evaluate
+    from .data.datasets import load_dataset
+    from .data.samples import write_samples
+    from .evaluation.metrics import evaluate
     from .plotting import plot_run
-    from .sampling import Run
-    from .training import train
+    from .run import Run
+    from .training.loop import train
 
     root = _new_dir(out)
     run_dir = root / "run"

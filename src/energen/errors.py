@@ -5,6 +5,8 @@ subclass of :class:`EnergenError`. The CLI prints its message as one line and ex
 library users catch it like any exception. Programming errors stay ordinary exceptions.
 """
 
+from __future__ import annotations
+
 
 class EnergenError(Exception):
     """A problem with the user's input, reported as one line."""

@@ -27,6 +27,8 @@ class Field(Protocol):
 
 
 Energy = Callable[..., Tensor]
+
+
 """``energy(x, t, y) -> Tensor`` of shape (B,): one scalar energy per sample."""
 
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from .data import to_uint8_images  # noqa: E402
-from .sampling import Run  # noqa: E402
+from .data.images import to_uint8_images
+from .run import Run
+
+matplotlib.use("Agg")
 
 
 def _save(fig, out: Path) -> None:

@@ -1,0 +1,144 @@
+"""What a data set is: its description (shape, layout, normalisation) and its batches."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import DataError
+
+
+@dataclass
+class DataInfo:
+    """Everything about a data set that a trained run needs to sample and export without the data.
+
+    ``normalised = (x - shift) / scale``, where shift/scale have one entry (images) or one per dimension
+    (vectors). ``layout`` is how the user's arrays are laid out: ``vector``, ``nchw``, ``nhwc`` or ``nhw``;
+    the model always sees (C, H, W). ``lo``/``hi`` is the data's value range, used to export images.
+    """
+
+    name: str
+    kind: str  # "vector" | "image"
+    shape: tuple[int, ...]  # per-sample shape the model sees: (D,) or (C, H, W)
+    layout: str
+    num_classes: int
+    shift: list[float]
+    scale: list[float]
+    lo: float
+    hi: float
+    decoder: dict | None = None  # latent data: {"vae": path, "latent_scale": s}; images come from decoding
+
+    def affine(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """(shift, scale) shaped to broadcast against a batch like ``like``."""
+        shape = (1, *self.shape) if self.kind == "vector" else (1,) * (1 + len(self.shape))
+        shift = torch.tensor(self.shift, dtype=like.dtype, device=like.device).reshape(shape)
+        scale = torch.tensor(self.scale, dtype=like.dtype, device=like.device).reshape(shape)
+        return shift, scale
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """Data coordinates, model layout (B, *shape) -> normalised."""
+        shift, scale = self.affine(x)
+        return (x - shift) / scale
+
+    def denormalize(self, z: Tensor) -> Tensor:
+        """Normalised (B, *shape) -> data coordinates, model layout."""
+        shift, scale = self.affine(z)
+        return z * scale + shift
+
+    def to_user_layout(self, x: np.ndarray) -> np.ndarray:
+        """Model layout (B, C, H, W) -> the user's layout (as the data set was given)."""
+        if self.layout == "nhwc":
+            return x.transpose(0, 2, 3, 1)
+        if self.layout == "nhw":
+            return x[:, 0]
+        return x
+
+    @property
+    def user_shape(self) -> tuple[int, ...]:
+        """One sample's shape in the user's layout."""
+        if self.layout == "nhwc":
+            return (self.shape[1], self.shape[2], self.shape[0])
+        return tuple(self.shape[1:]) if self.layout == "nhw" else tuple(self.shape)
+
+    def from_user_layout(self, x: np.ndarray, what: str) -> np.ndarray:
+        """The user's layout -> model layout, checking the shape."""
+        expected = self.user_shape
+        if x.ndim != 1 + len(expected) or tuple(x.shape[1:]) != tuple(expected):
+            raise DataError(f"{what}: expected arrays of shape (N, {', '.join(map(str, expected))}), got {x.shape}")
+        if self.layout == "nhwc":
+            return x.transpose(0, 3, 1, 2)
+        if self.layout == "nhw":
+            return x[:, None]
+        return x
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> DataInfo:
+        d = dict(d)
+        d["shape"] = tuple(d["shape"])
+        return cls(**d)
+
+
+class Dataset:
+    """A data set in model layout and data coordinates, with a fixed train/reference split.
+
+    Args:
+        info: see :class:`DataInfo`.
+        train_x, train_y: training data (data coordinates), or ``None`` for a toy drawn fresh each batch.
+        ref_x, ref_y: held-out data that metrics compare against.
+        draw: for toys, ``draw(n, generator) -> Tensor`` of fresh points.
+    """
+
+    def __init__(self, info: DataInfo, *, train_x=None, train_y=None, ref_x=None, ref_y=None, draw=None):
+        self.info, self.draw = info, draw
+        self.train_x, self.train_y, self.ref_x, self.ref_y = train_x, train_y, ref_x, ref_y
+        # a numpy array (memory-mapped latents) is read and normalised one batch at a time
+        self._train_norm = None if train_x is None or isinstance(train_x, np.ndarray) else info.normalize(train_x)
+
+    @property
+    def num_train(self) -> int | None:
+        return None if self.train_x is None else len(self.train_x)
+
+    def batch(self, step: int, batch_size: int, generator: torch.Generator, *, rank: int = 0, world: int = 1,
+              hflip: bool = False):  # fmt: skip
+        """The normalised training batch of one rank at one optimiser step: (x, y or None).
+
+        Finite data is visited in epochs, each in the order of a permutation seeded by the epoch number,
+        so the batch is a function of ``step`` only: resuming needs no data-loader state. Toys are drawn
+        fresh from ``generator``. ``batch_size`` is the global batch; each rank takes its slice. ``hflip``:
+        each image is mirrored left-right with probability 1/2 (drawn from ``generator``).
+        """
+        per_rank = batch_size // world
+        if self.draw is not None:
+            return self.info.normalize(self.draw(per_rank, generator)), None
+        n = self.num_train
+        pos = torch.arange(step * batch_size + rank * per_rank, step * batch_size + (rank + 1) * per_rank)
+        epochs = pos // n
+        idx = torch.empty_like(pos)
+        for e in epochs.unique().tolist():
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(1_000_003 * (e + 1)))
+            sel = epochs == e
+            idx[sel] = perm[pos[sel] % n]
+        y = None if self.train_y is None else self.train_y[idx]
+        if self._train_norm is None:
+            x = self.info.normalize(torch.from_numpy(np.asarray(self.train_x[idx.numpy()], dtype=np.float32)))
+        else:
+            x = self._train_norm[idx]
+        if hflip:
+            flip = torch.rand(len(x), generator=generator) < 0.5
+            x = torch.where(flip.reshape(-1, *[1] * (x.ndim - 1)), x.flip(-1), x)
+        return x, y
+
+    def reference(self, n: int | None = None, seed: int = 12345) -> tuple[Tensor, Tensor | None]:
+        """Held-out data in data coordinates: fresh draws for toys, the test split otherwise."""
+        if self.draw is not None:
+            return self.draw(n or 10_000, torch.Generator().manual_seed(seed)), None
+        x, y = self.ref_x, self.ref_y
+        if n is not None and n < len(x):
+            x, y = x[:n], (None if y is None else y[:n])
+        return x, y

@@ -1,0 +1,266 @@
+"""Loading a trained run and drawing samples from it.
+
+:class:`Run` bundles what a run directory holds (config, data description, EMA model, default sampler
+settings) and gives the model's field, its energy when it has one, and samples in data coordinates.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .config import TrainConfig, saved_config
+from .data.info import DataInfo
+from .errors import CheckpointError, ConfigError
+from .fields import Field, GuidedField, TimeShift
+from .methods.registry import METHODS, Method, data_box
+from .networks.energy import ExplicitEnergy, ScalarEnergy
+from .networks.recovery import RecoveryModel
+from .samplers.base import SamplerOutput
+from .samplers.recovery import AncestralSampler
+from .samplers.settings import SamplerSettings
+from .training.checkpoint import load_export, load_resume, read_json
+from .utils import PerSampleNoise, expand_like
+
+
+class Run:
+    """A trained run loaded from its directory (EMA weights, eval mode, on ``device``)."""
+
+    def __init__(self, run_dir: str | Path, device: str | torch.device = "cpu"):
+        self.dir = Path(run_dir)
+        if not self.dir.is_dir():
+            raise CheckpointError(f"run directory {str(self.dir)!r} does not exist")
+        self.cfg = saved_config(self.dir)
+        self.info = DataInfo.from_json(read_json(self.dir / "data.json"))
+        self.method: Method = METHODS.get(self.cfg.method)
+        self.num_classes = self.info.num_classes if self.cfg.conditional else 0
+        self.device = torch.device(device)
+        self.model = self.method.build_model(self.cfg, self.info.shape, self.num_classes)
+        state = load_export(self.dir)
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as e:
+            raise CheckpointError(f"{self.dir / 'model.safetensors'}: weights do not match the run's config: "
+                                  f"{str(e).splitlines()[0]}") from None  # fmt: skip
+        self.model.to(self.device).eval().requires_grad_(False)
+        path = self.dir / "sampler.json"
+        self.default_sampler = (SamplerSettings(**read_json(path)) if path.exists()
+                                else default_sampler(self.method, self.cfg, self.info))  # fmt: skip
+
+    @property
+    def field(self) -> Field:
+        """The model's field ``f(x, t, y)`` in normalised coordinates."""
+        return self.model
+
+    @property
+    def has_energy(self) -> bool:
+        return isinstance(self.model, (ExplicitEnergy, RecoveryModel, ScalarEnergy))
+
+    @property
+    def is_recovery(self) -> bool:
+        return isinstance(self.model, RecoveryModel)
+
+    @property
+    def learns_velocity(self) -> bool:
+        """A time-dependent velocity (flow matching): no energy, no equilibrium, no product of experts."""
+        return self.method.time_conditioned and not self.is_recovery
+
+    def needs_noise_level(self, settings: SamplerSettings) -> bool:
+        """Whether ``settings`` start from a noise level (flow matching's time, the recovery sampler's level)
+        rather than descending from any point, as the time-free methods (EqM, EqM-E, cd) do."""
+        return self.method.horizon_is_time or settings.sampler == "recovery"
+
+    def energy(self, x: Tensor, y: Tensor | None = None, *, level: int = 0) -> Tensor:
+        """The scalar energy of points in data coordinates, shape (B, ...) -> (B,), in normalised units.
+
+        EqM-E: its energy (``level`` must be 0). DRL/CDRL: the marginal energy of noise level ``level``
+        (0: the data, up to the level-0 noise of std 0.0074), for x given in data coordinates.
+        """
+        if not self.has_energy:
+            raise ConfigError(f"method {self.cfg.method!r} learns no scalar energy; "
+                              "train with --method eqm-e, drl or cdrl")  # fmt: skip
+        z = self.info.normalize(x.to(self.device))
+        with torch.no_grad():
+            if self.is_recovery:
+                if not 0 <= level < self.model.levels.levels:
+                    raise ConfigError(f"level {level} is out of range: the run has {self.model.levels.levels} levels")
+                return self.model.energy(z, level, y)
+            if level != 0:
+                raise ConfigError(f"method {self.cfg.method!r} has no noise levels; use level 0")
+            return self.model.energy(z, None, y)
+
+    def buffer(self) -> Tensor:
+        """The replay buffer of a cd run's latest resume state, shape (N, ...), normalised coordinates."""
+        if self.cfg.method != "cd":
+            raise ConfigError(f"only cd runs keep a replay buffer, not {self.cfg.method!r}")
+        if not (self.dir / "resume.json").exists():
+            raise ConfigError(f"{self.dir} has no resume state, so no replay buffer")
+        data = load_resume(self.dir).objective.get("data")
+        if data is None or len(data) == 0:
+            raise CheckpointError(f"{self.dir}: the resume state holds no replay buffer")
+        return data
+
+    def field_sampler(self, sampler: str) -> SamplerSettings:
+        """Settings for a field sampler (gd, nag, ode, langevin) on this run: its default unless that is the
+        recovery sampler; then the level-0 energy's Langevin step :math:`s_0` gives the step size."""
+        if not self.is_recovery:
+            return self.default_sampler.as_chain() if sampler == "langevin" else self.default_sampler
+        s0 = float(self.model.levels.step[0])
+        return SamplerSettings(sampler=sampler, steps=100, step_size=s0 if sampler == "langevin" else s0**2 / 2)
+
+    def guided_field(self, scale: float) -> Field:
+        if self.num_classes == 0:
+            raise ConfigError("this run is unconditional; train with --conditional to sample a class")
+        return GuidedField(self.field, scale=scale, null_label=self.num_classes)
+
+    def sample(self, n: int, *, seed: int = 0, settings: SamplerSettings | None = None, label: int | None = None,
+               cfg_scale: float = 1.0, batch_size: int = 1000, record=(),
+               start: str = "noise") -> tuple[Tensor, SamplerOutput]:  # fmt: skip
+        """Draw ``n`` samples; sample ``i`` uses the noise stream seeded ``seed + i`` (batch-size invariant).
+
+        ``start``: ``"noise"`` (a standard normal draw) or ``"buffer"`` (cd runs: chains start from points
+        of the training replay buffer, drawn with replacement by a generator seeded ``seed``).
+
+        Returns samples in data coordinates, model layout, and the sampler outputs of all batches merged:
+        ``steps`` and ``field_norm`` per sample, ``snapshots`` in data coordinates, and ``nfe`` summed
+        over the batches of ``batch_size``.
+        """
+        if start not in ("noise", "buffer"):
+            raise ConfigError(f"start must be 'noise' or 'buffer', got {start!r}")
+        x0 = None
+        if start == "buffer":
+            buf = self.buffer()
+            x0 = buf[torch.randint(0, len(buf), (n,), generator=torch.Generator().manual_seed(seed))]
+        labels = None if label is None else self.labels(label, n)
+        z, out = self.chains(n, x0=x0, seed=seed, settings=settings, labels=labels, cfg_scale=cfg_scale,
+                             batch_size=batch_size, record=record)  # fmt: skip
+        out.x = self.info.denormalize(z)
+        out.snapshots = {k: self.info.denormalize(v) for k, v in out.snapshots.items()}
+        return out.x, out
+
+    def labels(self, label: int | Tensor, n: int) -> Tensor:
+        """Class labels for ``n`` samples (shape (n,)), checked against the run's classes."""
+        if self.num_classes == 0:
+            raise ConfigError("this run is unconditional; train with --conditional to ask for a class")
+        y = torch.as_tensor(label, dtype=torch.long).expand(n).clone()
+        if ((y < 0) | (y >= self.num_classes)).any():
+            raise ConfigError(f"class {int(y[(y < 0) | (y >= self.num_classes)][0])} is out of range: the run has "
+                              f"{self.num_classes} classes")  # fmt: skip
+        return y
+
+    def chains(self, n: int, *, x0: Tensor | None = None, seed: int = 0, settings: SamplerSettings | None = None,
+               labels: Tensor | None = None, cfg_scale: float = 1.0, field: Field | None = None,
+               noise_std: float | None = None, known: tuple[Tensor, Tensor] | None = None, batch_size: int = 1000,
+               record=()) -> tuple[Tensor, SamplerOutput]:  # fmt: skip
+        r"""Run the sampler of ``settings`` (default: the run's) on ``n`` chains; everything in normalised units.
+
+        Args:
+            x0: shape (n, ...), the starts; ``None``: a standard normal draw, the first of each sample's noise
+                stream (seeded ``seed + i``, as every later draw of that chain).
+            labels: shape (n,) classes (guided by ``cfg_scale``), or ``None``.
+            field: the field to follow instead of the run's own (composition); field samplers only.
+            noise_std: the starts are data plus Gaussian noise of this std. Flow matching then starts at the
+                time :math:`t_0 = 1/(1 + \sigma)` of its path and scales the start by :math:`t_0`; the recovery
+                sampler starts at the noise level that holds that much noise; EqM and cd need no level and
+                ignore it. ``None``: fm and recovery start from pure noise (generation).
+            known: ``(mask, values)``, shape (n, ...) each: entries where mask is 1 stay at their values
+                (in-painting); the others start from noise.
+
+        Returns the final points and the merged :class:`SamplerOutput` (its ``x`` and snapshots normalised).
+        """
+        settings = settings or self.default_sampler
+        if x0 is not None or known is not None or noise_std is not None:
+            settings = settings.as_chain()  # smc starts from noise only
+        recovery = settings.sampler == "recovery"
+        if settings.sampler == "smc" and self.learns_velocity:
+            raise ConfigError("smc weighs samples by an energy; flow matching learns a velocity, which has none")
+        if recovery and not self.is_recovery:
+            raise ConfigError(f"sampler 'recovery' needs a drl or cdrl run, not {self.cfg.method!r}")
+        if recovery and field is not None:
+            raise ConfigError("the recovery sampler walks one run's noise levels; compose with a field sampler "
+                              "(--sampler gd, nag or langevin)")  # fmt: skip
+        if known is not None and noise_std is not None:
+            raise ConfigError("in-painting starts the unknown entries from noise; it takes no noise level")
+        if noise_std is not None and not noise_std >= 0:
+            raise ConfigError(f"the noise std must be >= 0, got {noise_std}")
+        sampler = None if recovery else settings.build(record=record)
+        xs, steps, norms, snaps, nfe = [], [], [], {}, 0
+        for lo in range(0, n, batch_size):
+            b = min(n, lo + batch_size) - lo
+            noise = PerSampleNoise(range(seed + lo, seed + lo + b), self.info.shape, device=self.device)
+            start = noise(range(b)) if x0 is None else x0[lo : lo + b].to(self.device)
+            y = None if labels is None else labels[lo : lo + b].to(self.device)
+            part = None if known is None else tuple(v[lo : lo + b].to(self.device) for v in known)
+            if recovery:
+                out = self._ladder(start, y, noise, settings, cfg_scale, noise_std, part)
+            else:
+                out = self._follow(sampler, start, y, noise, cfg_scale, field, noise_std, part)
+            xs.append(out.x.cpu())
+            steps.append(out.steps.cpu())
+            norms.append(out.field_norm.cpu())
+            nfe += out.nfe
+            for k, v in out.snapshots.items():
+                snaps.setdefault(k, []).append(v.cpu())
+        merged = SamplerOutput(x=torch.cat(xs), steps=torch.cat(steps), field_norm=torch.cat(norms), nfe=nfe,
+                               snapshots={k: torch.cat(v) for k, v in snaps.items()})  # fmt: skip
+        return merged.x, merged
+
+    def _ladder(self, start, y, noise, settings, cfg_scale, noise_std, known) -> SamplerOutput:
+        """The recovery sampler from pure noise, or from a noisy start at its noise level."""
+        chain = AncestralSampler(self.model, langevin_steps=settings.steps, train_steps=self.cfg.langevin_steps,
+                                 temperature=settings.temperature, cfg_scale=cfg_scale,
+                                 null_label=self.num_classes)  # fmt: skip
+        if noise_std is None:
+            return chain(start, y, noise=noise, known=known)
+        lv, ds = self.model.levels, self.model.data_scale
+        level, extra = lv.level_of_noise(ds * noise_std)
+        idx = range(len(start))
+        x = float(lv.abar[level].sqrt()) * ds * start + extra * noise(idx)
+        return chain(x, y, noise=noise, start_level=level)
+
+    def _follow(self, sampler, start, y, noise, cfg_scale, field, noise_std, known) -> SamplerOutput:
+        """A field sampler from ``start``; flow matching from its time of ``noise_std``; known entries held."""
+        fld = field or (self.field if y is None else self.guided_field(cfg_scale))
+        if self.method.horizon_is_time and noise_std is not None:
+            t0 = 1.0 / (1.0 + noise_std)
+            if t0 >= 1.0:
+                return SamplerOutput(x=start, steps=torch.zeros(len(start), dtype=torch.long),
+                                     field_norm=torch.zeros(len(start)), nfe=0)  # fmt: skip
+            start, fld = t0 * start, TimeShift(fld, t0)
+        constrain = None
+        if known is not None:
+            mask, values = known[0].bool(), known[1]
+            if self.method.horizon_is_time:  # the known entries ride their own straight path t v + (1 - t) eps
+                eps = start
+
+                def constrain(x, idx, t):
+                    t = expand_like(t, x)
+                    return torch.where(mask[idx], t * values[idx] + (1 - t) * eps[idx], x)
+            else:
+                start = torch.where(mask, values, start)
+
+                def constrain(x, idx, t):
+                    return torch.where(mask[idx], values[idx], x)
+
+        return sampler(fld, start, y, noise=noise, constrain=constrain)
+
+
+def default_sampler(method: Method, cfg: TrainConfig, info: DataInfo) -> SamplerSettings:
+    """Settings used before (or without) calibration."""
+    if method.native_sampler == "recovery":
+        return SamplerSettings(sampler="recovery", steps=cfg.langevin_steps, step_size=1.0)
+    if method.native_sampler == "langevin":  # cd: the training chain, 10x its length, from noise
+        s = math.sqrt(2 * cfg.langevin_step)
+        noise = s if cfg.langevin_noise is None else cfg.langevin_noise  # None: a run saved before cd's defaults
+        if cfg.langevin_mh and cfg.data_jumps:  # trained as a density: SMC samples it on the data's box
+            return SamplerSettings(sampler="smc", steps=10 * cfg.langevin_steps, step_size=s,
+                                   clamp=list(data_box(info)))  # fmt: skip
+        return SamplerSettings(sampler="langevin", steps=10 * cfg.langevin_steps, step_size=s, temperature=noise / s,
+                               grad_clip=cfg.langevin_clip or None,
+                               clamp=list(data_box(info)) if cfg.langevin_clamp else None)  # fmt: skip
+    if method.horizon_is_time:
+        return SamplerSettings(sampler="gd", steps=100, step_size=0.01)
+    return SamplerSettings(sampler="gd", steps=100, step_size=0.005)

@@ -1,0 +1,7 @@
+"""The registry of field samplers by name."""
+
+from __future__ import annotations
+
+from ..registry import Registry
+
+SAMPLERS: Registry = Registry("sampler")

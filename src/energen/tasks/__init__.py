@@ -1,0 +1,1 @@
+"""What the models are for: denoising, in-painting, OOD detection, composition and translation."""

@@ -1,0 +1,297 @@
+"""The training loop: composes a data set, a method's model and objective, AdamW, EMA and checkpoints.
+
+Progress is counted in optimiser steps (the CLI's ``--steps``) and reported in samples seen. The loop is
+deterministic on CPU: the data order is a function of the step, and all noise comes from one generator
+whose state is part of the resume state, so an interrupted and resumed run is bit-identical to an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..config import TrainConfig, saved_config
+from ..data.datasets import load_dataset
+from ..data.info import DataInfo, Dataset
+from ..errors import CheckpointError, ConfigError, TrainingDiverged
+from ..methods.registry import METHODS
+from ..training.checkpoint import ResumeState, load_resume, read_json, save_export, save_resume
+from ..training.ema import EMA
+from ..utils import atomic_write_json
+from . import distributed as dist
+
+# Fields that may change when a run is resumed: they do not alter what is computed.
+RESUMABLE_FIELDS = {
+    "steps", "ckpt_every", "log_every", "tensorboard", "wandb", "device", "calibrate", "calibrate_samples",
+    "compile", "grad_checkpointing",
+}  # fmt: skip
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    final_loss: float
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{dist.local_rank()}" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda requested but CUDA is not available")
+    return torch.device(f"cuda:{dist.local_rank()}" if name == "cuda" else "cpu")
+
+
+def resolve_config(cfg: TrainConfig, info: DataInfo) -> TrainConfig:
+    """Fill the ``auto`` fields from the data and check the combination."""
+    if cfg.model == "auto":
+        cfg = replace(cfg, model=METHODS.get(cfg.method).default_model(info.shape))
+    cfg = METHODS.get(cfg.method).resolve(cfg, info.shape)
+    if cfg.conditional and info.num_classes == 0:
+        raise ConfigError(f"--conditional needs labelled data; {info.name!r} has no labels")
+    if cfg.compile and (cfg.method == "eqm-e" or cfg.icd_kl > 0):
+        raise ConfigError("--compile cannot train through a gradient of the energy (eqm-e, --icd-kl): torch.compile "
+                          "has no double backward")  # fmt: skip
+    if cfg.hflip and info.kind != "image":
+        raise ConfigError(f"--hflip mirrors images; {info.name!r} holds vectors")
+    return cfg.validate()
+
+
+def _warmup(cfg: TrainConfig, samples: int) -> float:
+    """The learning-rate factor after ``samples``: linear warm-up, then 1."""
+    return 1.0 if cfg.warmup_samples == 0 else min(1.0, samples / cfg.warmup_samples)
+
+
+def prepare_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuse to touch a non-empty run directory unless resuming; refuse to resume what is not a run."""
+    if resume:
+        if not (run_dir / "resume.json").is_file():
+            raise CheckpointError(f"{run_dir}: nothing to resume (no resume.json); train without --resume")
+        return
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise ConfigError(f"{run_dir} exists and is not empty; pass --resume to continue it or choose another --out")
+
+
+def _check_resume_config(saved: TrainConfig, overrides: dict) -> None:
+    for k, v in overrides.items():
+        if k not in RESUMABLE_FIELDS and getattr(saved, k) != v:
+            raise ConfigError(f"--{k.replace('_', '-')} {v!r} differs from the run's {getattr(saved, k)!r}; "
+                              "a resumed run keeps its configuration")  # fmt: skip
+
+
+def _rewind_log(path: Path, step: int) -> None:
+    """Drop log rows written after the resume point (they are recomputed)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = [r for r in reader if int(r["step"]) <= step]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=reader.fieldnames or [])
+        w.writeheader()
+        w.writerows(rows)
+
+
+class _Loggers:
+    def __init__(self, run_dir: Path, cfg: TrainConfig, enabled: bool):
+        self.enabled = enabled
+        self.csv_path = run_dir / "log.csv"
+        self.tb = self.wandb = None
+        if not enabled:
+            return
+        self.f = open(self.csv_path, "a+", newline="")
+        self.f.seek(0)
+        header = next(csv.reader(self.f), None)
+        self.w = None if header is None else csv.DictWriter(self.f, fieldnames=header)
+        if cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                msg = "--tensorboard needs the tensorboard package: pip install 'energen[tensorboard]'"
+                raise ConfigError(msg) from None
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+        if cfg.wandb:
+            try:
+                import wandb
+            except ImportError:
+                raise ConfigError("--wandb needs the wandb package: pip install 'energen[wandb]'") from None
+            self.wandb = wandb.init(config=cfg.to_json(), dir=str(run_dir), resume="allow")
+
+    def log(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        if self.w is None:  # a new log: its columns are the first row's (the method's statistics included)
+            self.w = csv.DictWriter(self.f, fieldnames=list(row))
+            self.w.writeheader()
+        self.w.writerow(row)
+        self.f.flush()
+        if self.tb is not None:
+            for k, v in row.items():
+                if k not in ("step", "samples"):
+                    self.tb.add_scalar(k, v, row["samples"])
+        if self.wandb is not None:
+            self.wandb.log(row)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.f.close()
+            if self.tb is not None:
+                self.tb.close()
+            if self.wandb is not None:
+                self.wandb.finish()
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overrides: dict | None = None,
+          progress: bool = True, dataset: Dataset | None = None) -> TrainResult:  # fmt: skip
+    """Train ``cfg`` into ``run_dir``.
+
+    Args:
+        cfg: the configuration (ignored when resuming, except the fields in ``overrides``).
+        resume: continue the run in ``run_dir`` to ``overrides['steps']`` (or its saved total).
+        overrides: explicitly requested values; when resuming, fields other than bookkeeping must match
+            the saved configuration.
+        dataset: an already loaded data set (otherwise loaded from ``cfg.data``).
+    """
+    run_dir = Path(run_dir)
+    overrides = overrides or {}
+    prepare_run_dir(run_dir, resume)
+    if resume:
+        saved = saved_config(run_dir)
+        _check_resume_config(saved, overrides)
+        cfg = replace(saved, **{k: v for k, v in overrides.items() if k in RESUMABLE_FIELDS})
+    device = resolve_device(cfg.device)
+    dist.init(device)
+    dist.barrier()  # every rank has checked the run directory before rank 0 writes into it
+    rank, world = dist.rank(), dist.world_size()
+    if cfg.batch_size % world:
+        raise ConfigError(f"batch-size {cfg.batch_size} is not divisible by the {world} processes")
+    dataset = dataset or load_dataset(cfg.data, cfg.image_size)
+    info = dataset.info
+    if resume and DataInfo.from_json(read_json(run_dir / "data.json")) != info:
+        raise ConfigError(f"{run_dir}: data {cfg.data!r} differs from the data the run was trained on")
+    cfg = resolve_config(cfg, info)
+    method = METHODS.get(cfg.method)
+    num_classes = info.num_classes if cfg.conditional else 0
+
+    torch.manual_seed(cfg.seed)
+    model = method.build_model(cfg, info.shape, num_classes).to(device)
+    if cfg.grad_checkpointing:
+        backbones = [m for m in model.modules() if hasattr(m, "grad_checkpointing")]
+        if not backbones:
+            raise ConfigError(f"--grad-checkpointing needs a transformer backbone (EqM-*), not {cfg.model!r}")
+        for m in backbones:
+            m.grad_checkpointing = True
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
+    objective = method.objective(cfg, num_classes, info)
+    ema = EMA(model, halflife_samples=cfg.ema_halflife_samples, rampup=cfg.ema_rampup)
+    groups = method.param_groups(model, cfg)
+    base_lrs, names = [g["lr"] for g in groups], [g.pop("name") for g in groups]  # kept out of the optimiser state
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay,
+                            fused=device.type == "cuda" or None)  # fmt: skip
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    step = 0
+    if resume:
+        st = load_resume(run_dir)
+        try:
+            model.load_state_dict(st.model)
+            ema.load_state_dict(st.ema)
+            opt.load_state_dict(st.optimizer)
+            if hasattr(objective, "load_state_dict"):
+                objective.load_state_dict(st.objective)
+        except (RuntimeError, KeyError, ValueError) as e:
+            msg = f"{run_dir}: resume state does not match the model: {str(e).splitlines()[0]}"
+            raise CheckpointError(msg) from None
+        gen_state = st.rng.get(f"generator.{rank}")
+        if gen_state is None:
+            raise CheckpointError(f"{run_dir}: resume state has no RNG state for rank {rank} (world size changed?)")
+        gen.set_state(gen_state)
+        step = st.step
+        if step >= cfg.steps:
+            raise ConfigError(f"{run_dir} is already at step {step}; pass a larger --steps to continue")
+    if dist.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", cfg.to_json())
+        atomic_write_json(run_dir / "data.json", info.to_json())
+        if resume:
+            _rewind_log(run_dir / "log.csv", step)
+    dist.broadcast_module(model)
+    if cfg.compile:
+        model.compile()  # in place: the state dict keeps its names
+    use_bf16 = cfg.bf16 and device.type == "cuda"
+    loggers = _Loggers(run_dir, cfg, dist.is_main())
+    model.train()
+    t0, loss_val = time.time(), math.nan
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and dist.is_main()), desc="train", unit="step")
+    try:
+        while step < cfg.steps:
+            samples = step * cfg.batch_size
+            for group, base_lr in zip(opt.param_groups, base_lrs, strict=True):
+                group["lr"] = base_lr * _warmup(cfg, samples + cfg.batch_size)
+            x, y = dataset.batch(step, cfg.batch_size, gen, rank=rank, world=world, hflip=cfg.hflip)
+            x = x.to(device)
+            y = None if (y is None or not cfg.conditional) else y.to(device)
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+            with autocast:
+                out = objective(model, x, y, gen)
+            loss = out.per_sample.mean()
+            if not dist.all_ok(bool(torch.isfinite(loss))):
+                raise TrainingDiverged(f"training diverged: the loss became {loss.item()} at step {step + 1}; "
+                                       "try a lower --lr or a smaller step budget")  # fmt: skip
+            if not dist.all_ok(out.problem is None):
+                raise TrainingDiverged(f"training diverged at step {step + 1}: {out.problem or 'on another rank'}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            dist.average_gradients(model.parameters())
+            gnorms = {f"grad_norm_{name}": torch.nn.utils.clip_grad_norm_(g["params"], cfg.grad_clip or math.inf)
+                      for name, g in zip(names, opt.param_groups, strict=True)}  # fmt: skip
+            opt.step()
+            step += 1
+            samples = step * cfg.batch_size
+            ema.update(model, batch=cfg.batch_size, samples_seen=samples)
+            loss_val = loss.item()
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                loggers.log({"step": step, "samples": samples, "loss": f"{loss_val:.6g}",
+                             "lr": f"{opt.param_groups[0]['lr']:.4g}",
+                             "ema_beta": f"{ema.beta(cfg.batch_size, samples):.6f}",
+                             "seconds": f"{time.time() - t0:.2f}"}
+                            | {k: f"{float(v):.4g}" for k, v in gnorms.items()}
+                            | {k: f"{v:.6g}" for k, v in out.stats.items()})  # fmt: skip
+                bar.set_postfix(loss=f"{loss_val:.4f}")
+            bar.update(1)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                _checkpoint(run_dir, step, model, ema, opt, gen, world, objective)
+    finally:
+        bar.close()
+        loggers.close()
+    if cfg.calibrate and dist.is_main():
+        from ..evaluation.calibration import calibrate
+
+        calibrate(run_dir, dataset, n=cfg.calibrate_samples)
+    dist.barrier()
+    return TrainResult(run_dir=run_dir, step=step, final_loss=loss_val)
+
+
+def _checkpoint(run_dir: Path, step: int, model, ema: EMA, opt, gen: torch.Generator, world: int,
+                objective) -> None:  # fmt: skip
+    """Write the export (EMA) and the resume state; RNG states of all ranks are gathered to rank 0, the
+    objective's state (a replay buffer) is rank 0's."""
+    states = [gen.get_state()]
+    if world > 1:
+        states = [None] * world
+        torch.distributed.all_gather_object(states, gen.get_state())
+    if dist.is_main():
+        rng = {f"generator.{r}": s for r, s in enumerate(states)}
+        save_resume(run_dir, ResumeState(step=step, model=model.state_dict(), ema=ema.state_dict(),
+                                         optimizer=opt.state_dict(), rng=rng, extra={},
+                                         objective=getattr(objective, "state_dict", dict)()))  # fmt: skip
+        save_export(run_dir, ema.state_dict(), step)
+    dist.barrier()

@@ -1,0 +1,118 @@
+"""FID, Inception Score and precision/recall against independent computations, with a small TorchScript
+stand-in for the Inception network (same calling convention as inception-2015-12-05.pt)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from PIL import Image
+from torch import nn
+
+from energen.evaluation import fid
+from energen.cli.main import main
+from energen.errors import CheckpointError, DataError
+from energen.evaluation.metrics import frechet_stats_distance
+
+
+class StandIn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, stride=2)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor, return_features: bool = False, no_output_bias: bool = False) -> torch.Tensor:
+        h = nn.functional.interpolate(x.float() / 127.5 - 1, size=(32, 32), mode="bilinear", align_corners=False)
+        f = torch.tanh(self.conv(h)).mean(dim=(2, 3))
+        if return_features:
+            return f
+        return torch.softmax(self.head(f) if not no_output_bias else f @ self.head.weight.t(), dim=1)
+
+
+@pytest.fixture
+def net(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "standin.pt"
+    with warnings.catch_warnings():  # torch.jit is deprecated, yet it is the format of the FID Inception file
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(StandIn()).save(str(path))
+    return fid.InceptionFeatures(path, batch_size=7)
+
+
+def test_fid_agrees_with_an_eigenvalue_computation():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(500, 16)) @ rng.normal(size=(16, 16))
+    b = rng.normal(size=(400, 16)) @ rng.normal(size=(16, 16)) + 0.3
+    mu1, s1, mu2, s2 = a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)
+    # tr sqrtm(s1 s2) = sum of the square roots of the eigenvalues of s1 s2 (real, non-negative)
+    eig = scipy.linalg.eigvals(s1 @ s2)
+    expected = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(eig.real, 0, None)).sum()
+    got = frechet_stats_distance(mu1, s1, mu2, s2)
+    assert abs(got - expected) / expected < 1e-6
+    assert abs(frechet_stats_distance(mu1, s1, mu1, s1)) < 1e-6
+
+
+def test_inception_score_limits():
+    k = 8
+    confident = np.eye(k)[np.arange(800) % k]  # sure of one class each, classes balanced: IS = k
+    assert fid.inception_score(confident, splits=4)[0] == pytest.approx(k, rel=1e-6)
+    assert fid.inception_score(np.full((100, k), 1 / k), splits=2)[0] == pytest.approx(1.0)
+
+
+def test_precision_recall_limits():
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(300, 5))
+    assert fid.precision_recall(real, real.copy()) == (1.0, 1.0)
+    assert fid.precision_recall(real, real + 100.0) == (0.0, 0.0)
+    narrow = 0.1 * rng.normal(size=(300, 5))  # inside the real manifold, covering little of it
+    p, r = fid.precision_recall(real, narrow)
+    assert p > 0.9 and r < 0.5
+
+
+def test_stats_file_round_trip_and_metrics_agree(net, tmp_path):
+    rng = np.random.default_rng(2)
+    real = rng.integers(0, 256, size=(60, 3, 20, 20), dtype=np.uint8)
+    fake = np.clip(real.astype(int) + rng.integers(-40, 40, size=real.shape), 0, 255).astype(np.uint8)
+    fid.save_stats(tmp_path / "ref.npz", net.features(real))
+    mu, sigma, feats = fid.load_stats(tmp_path / "ref.npz")
+    assert mu.shape == (16,) and sigma.shape == (16, 16) and feats.shape == (60, 16)
+    by_stats = fid.image_metrics(fake, net, ref_stats=tmp_path / "ref.npz", splits=3)
+    by_images = fid.image_metrics(fake, net, ref_images=real, splits=3)
+    for key in ("fid", "inception_score", "precision", "recall"):
+        assert by_stats[key] == pytest.approx(by_images[key], rel=1e-5)
+    assert fid.image_metrics(real, net, ref_images=real)["fid"] < 1e-6 < by_images["fid"]
+
+
+def test_bad_inputs_are_clear_errors(net, tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        fid.InceptionFeatures(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="TorchScript"):
+        fid.InceptionFeatures(tmp_path / "junk.pt")
+    with pytest.raises(DataError, match="uint8"):
+        net.features(np.zeros((2, 3, 8, 8), dtype=np.float32))
+    np.savez(tmp_path / "bad.npz", mu=np.zeros(3), sigma=np.zeros((2, 2)))
+    with pytest.raises(DataError, match="do not fit"):
+        fid.load_stats(tmp_path / "bad.npz")
+
+
+def test_fid_command(net, tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    imgs = rng.integers(0, 256, size=(30, 16, 16, 3), dtype=np.uint8)
+    np.savez(tmp_path / "samples.npz", arr_0=imgs)
+    (tmp_path / "pngs").mkdir()
+    for i, im in enumerate(imgs):
+        Image.fromarray(im).save(tmp_path / "pngs" / f"{i:06d}.png")
+    assert np.array_equal(fid.read_images(tmp_path / "pngs"), fid.read_images(tmp_path / "samples.npz"))
+    inc = str(tmp_path / "standin.pt")
+    assert main(["fid", str(tmp_path / "pngs"), "--inception", inc, "--save-stats", str(tmp_path / "s.npz")]) == 0
+    capsys.readouterr()
+    assert main(["fid", str(tmp_path / "samples.npz"), "--inception", inc, "--ref", str(tmp_path / "s.npz")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["fid"] == pytest.approx(0.0, abs=1e-6) and out["precision"] == 1.0
+    assert main(["fid", str(tmp_path / "samples.npz"), "--inception", inc, "--ref", str(tmp_path / "nope.npz")]) == 2
+    assert "nope.npz" in capsys.readouterr().err
