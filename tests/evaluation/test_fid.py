@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from energen.evaluation import fid
 from energen.cli.main import main
 from energen.errors import CheckpointError, DataError
+from energen.evaluation import fid
 from energen.evaluation.metrics import frechet_stats_distance
 
 
