@@ -22,7 +22,8 @@ from pathlib import Path
 
 from common import density_samples, off_support, reference, region_mass, sw1, trained
 
-from energen.cli.main import build_parser
+from energen.config import TrainConfig
+from energen.errors import ConfigError
 
 p = argparse.ArgumentParser()
 p.add_argument("--out", default="bench-runs")
@@ -33,10 +34,12 @@ p.add_argument("--lengths", type=int, nargs="+", default=[20, 50, 200, 1000])
 p.add_argument("train_args", nargs="*", help="energen train options for every run (after --)")
 a = p.parse_args()
 root = Path(a.out)
-# the train options, parsed and checked by the CLI's own parser
-cli = build_parser().parse_args(["train", "--out", "-", "--method", "cd", *a.train_args])
-extra = {k: v for k, v in vars(cli).items() if k not in ("out", "func", "command", "resume", "config", "quiet")
-         and v is not None and k != "method"}  # fmt: skip
+# the train options given, parsed and checked as energen train's flags (every run trains cd)
+try:
+    extra = TrainConfig.parse_flags(a.train_args)
+except ConfigError as e:
+    p.error(f"training options: {e}")
+extra.pop("method", None)
 suffix = "".join(f"-{k}{v}" for k, v in sorted(extra.items()))
 
 print("| data | start | " + " | ".join(f"K = {k}" for k in a.lengths) + f" | off at {a.lengths[-1]} | exp(-E) | off "

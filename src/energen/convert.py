@@ -26,11 +26,11 @@ from .data.info import DataInfo
 from .data.latents import LATENT_SCALE
 from .errors import CheckpointError
 from .networks.transformer import SIZES, sincos_2d
-from .samplers.settings import SamplerSettings
+from .samplers.nesterov import NAGSettings
 from .training.checkpoint import save_export
 from .utils import atomic_write_json
 
-REFERENCE_SAMPLER = SamplerSettings(sampler="nag", steps=250, step_size=0.0017, momentum=0.3)
+REFERENCE_SAMPLER = NAGSettings(steps=250, step_size=0.0017, momentum=0.3)
 
 
 def read_reference(path: str | Path, which: str = "ema") -> dict[str, torch.Tensor]:
@@ -107,7 +107,8 @@ def convert(path: str | Path, run_dir: str | Path, *, which: str = "ema", energy
     ``vae`` (a local AutoencoderKL folder) is what image output decodes them with. Returns the
     architecture read off the checkpoint.
     """
-    from .methods.registry import METHODS
+    from .methods import METHODS
+    from .networks.energy import ExplicitEnergy
 
     run_dir = Path(run_dir)
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
@@ -124,7 +125,7 @@ def convert(path: str | Path, run_dir: str | Path, *, which: str = "ema", energy
                                               "latent_scale": latent_scale})  # fmt: skip
     model = METHODS.get(cfg.method).build_model(cfg, shape, arch["num_classes"])
     try:
-        model.load_state_dict({("net." + k if cfg.method == "eqm-e" else k): v for k, v in state.items()})
+        model.load_state_dict({("net." + k if isinstance(model, ExplicitEnergy) else k): v for k, v in state.items()})
     except RuntimeError as e:
         raise CheckpointError(f"{path}: does not fit {arch['model']}: {str(e).splitlines()[0]}") from None
     run_dir.mkdir(parents=True, exist_ok=True)

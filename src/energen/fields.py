@@ -89,13 +89,19 @@ class FieldEnergy:
         return self(x, t, y), self.field(x, t, y)
 
 
+def has_energy(field: Field) -> bool:
+    """Whether ``field`` is the negative gradient of a scalar energy it can evaluate: an :class:`EnergyField`, or a
+    model marked ``has_energy`` whose ``energy(x, t=None, y=None)`` (shape (B,)) is the energy of ``field(x)``
+    (EqM-E's :class:`~energen.networks.energy.ExplicitEnergy`, cd's ``ScalarEnergy``, DRL/CDRL's level 0)."""
+    return isinstance(field, EnergyField) or bool(getattr(field, "has_energy", False))
+
+
 def energy_source(field: Field) -> EnergyField | FieldEnergy:
-    """Energy and field of ``field`` together (``energy_and_field``): by autograd when the field is an
-    :class:`EnergyField` or an energy network (``field.energy(x, t, y)``, marked ``has_energy``), else the field
-    with :class:`FieldEnergy`'s line integral of it."""
+    """Energy and field of ``field`` together (``energy_and_field``): by autograd when it has an energy
+    (:func:`has_energy`), else the field with :class:`FieldEnergy`'s line integral of it."""
     if isinstance(field, EnergyField):
         return field
-    if getattr(field, "has_energy", False):
+    if has_energy(field):
         return EnergyField(field.energy)
     return FieldEnergy(field)
 

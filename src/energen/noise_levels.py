@@ -27,7 +27,9 @@ class NoiseLevels(nn.Module):
     - ``alpha_true``: the same without the top-level override (to draw unpaired pairs);
     - ``sigma``: :math:`\sigma_{i+1} = \sqrt{1 - \alpha_{i+1}^2}`, the std of one forward step;
     - ``step``: Langevin :math:`s_i = \sqrt{b^2 c_i}\, \sigma_{i+1}` with :math:`c_i = \bar\sigma_i / \bar\sigma_0`
-      (images) or the constant :math:`1/\bar\sigma_0` (the reference's 2-D toy);
+      (images) or the constant :math:`1/\bar\sigma_0` (the reference's 2-D toy), the std of its noise;
+    - ``eta``: the same step in energen's unit, :math:`\eta_i = s_i^2 / 2` (Langevin
+      :math:`y \leftarrow y + \eta_i \nabla \log p + \sqrt{2\eta_i}\, z`);
     - ``weight``: the loss weight :math:`w_i = \sigma_1 / \sigma_{i+1}`;
     - ``init_std``: the initializer's noise :math:`\sqrt{\tilde\beta_i}\, \alpha_{i+1}`, DDPM's posterior std;
     - ``t_ebm``, ``t_init``: the networks' time inputs :math:`\arctan(e^{-\lambda/2}) / (\pi/2)` of level i
@@ -50,7 +52,7 @@ class NoiseLevels(nn.Module):
         time = torch.atan(torch.exp(-lam / 2)) / (math.pi / 2)
         values = {
             "logsnr": lam, "abar": abar, "sigma_bar": sbar, "alpha": alpha, "alpha_true": alpha_true,
-            "sigma": sigma, "step": (b2 * c).sqrt() * sigma, "weight": sigma[0] / sigma,
+            "sigma": sigma, "step": (b2 * c).sqrt() * sigma, "eta": b2 * c * sigma**2 / 2, "weight": sigma[0] / sigma,
             "init_std": beta_tilde.sqrt() * alpha, "t_ebm": time[:-1], "t_init": time[1:],
         }  # fmt: skip
         for k, v in values.items():

@@ -67,13 +67,13 @@ def plot_run(run: Run, out: str | Path, *, n: int = 2000, seed: int = 0) -> None
     pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
     z = info.normalize(pts)
     scale = torch.tensor(info.scale)
-    temp = run.default_sampler.temperature**2  # Langevin with noise tau*s samples exp(-E / tau^2)
-    density = run.method.native_sampler in ("recovery", "langevin") and temp > 0
+    temp = getattr(run.default_sampler, "temperature", 1.0)  # Langevin at temperature T samples exp(-E / T)
+    density = run.method.models_density and temp > 0
     # a density run gets the energy beside its density: exp(-E) can put nearly all its mass in a few sharp wells
     # and hide the modes that E still has
     fig, axes = plt.subplots(1, 3 if density else 2, figsize=(16.5 if density else 11, 5))
     ax = axes[0]
-    where = " at level 0" if run.is_recovery else ""
+    where = " at level 0" if run.default_sampler.walks_levels else ""
     if density:  # the grid-normalised density
         e = run.energy(pts).double()
         dens = torch.softmax(-e / temp, 0).reshape(gx.shape).numpy()
@@ -83,14 +83,14 @@ def plot_run(run: Run, out: str | Path, *, n: int = 2000, seed: int = 0) -> None
     elif run.has_energy:
         _energy_panel(ax, gx, gy, run.energy(pts).reshape(gx.shape).numpy(), f"{run.cfg.method}: energy E(x)")
     else:
-        t = None if not run.method.time_conditioned else torch.full((len(z),), 0.9)
+        t = None if not run.learns_velocity else torch.full((len(z),), 0.9)
         with torch.no_grad():
             f = (run.field(z, t) * scale).numpy()  # displacement direction in data coordinates
         mag = np.sqrt((f**2).sum(1)).reshape(gx.shape)
         ax.imshow(np.log(mag + 1e-3), extent=(g[0], g[-1], g[0], g[-1]), origin="lower", cmap="viridis")
         ax.streamplot(gx, gy, f[:, 0].reshape(gx.shape), f[:, 1].reshape(gx.shape), color="w", density=1.0,
                       linewidth=0.5, arrowsize=0.6)  # fmt: skip
-        what = "velocity at t=0.9" if run.method.time_conditioned else "log |equilibrium field| and its flow"
+        what = "velocity at t=0.9" if run.learns_velocity else "log |equilibrium field| and its flow"
         ax.set_title(f"{run.cfg.method}: {what}")
     for ax in axes[:-1]:
         ax.set_xlim(g[0], g[-1])
@@ -102,9 +102,7 @@ def plot_run(run: Run, out: str | Path, *, n: int = 2000, seed: int = 0) -> None
     ax.set_ylim(g[0], g[-1])
     ax.set_aspect("equal")
     s = run.default_sampler
-    how = f"{s.steps} steps, step size {s.step_size:.3g}"
-    if s.sampler == "recovery":
-        how = f"{s.steps} Langevin steps per level"
+    how = f"{s.steps} Langevin steps per level" if s.walks_levels else f"{s.steps} steps, eta {s.step_size:.3g}"
     ax.set_title(f"{n} samples: {s.sampler}, {how}")
     _save(fig, out)
 

@@ -6,24 +6,20 @@ settings) and gives the model's field, its energy when it has one, and samples i
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from .config import TrainConfig, saved_config
 from .data.info import DataInfo
 from .errors import CheckpointError, ConfigError
-from .fields import Field, GuidedField, TimeShift
-from .methods.registry import METHODS, Method, data_box
-from .networks.energy import ExplicitEnergy, ScalarEnergy
-from .networks.recovery import RecoveryModel
+from .fields import Field, GuidedField, has_energy
+from .methods import METHODS, Method, saved_config
 from .samplers.base import SamplerOutput
-from .samplers.recovery import AncestralSampler
+from .samplers.registry import SAMPLERS
 from .samplers.settings import SamplerSettings
 from .training.checkpoint import load_export, load_resume, read_json
-from .utils import PerSampleNoise, expand_like
+from .utils import PerSampleNoise
 
 
 class Run:
@@ -47,8 +43,8 @@ class Run:
                                   f"{str(e).splitlines()[0]}") from None  # fmt: skip
         self.model.to(self.device).eval().requires_grad_(False)
         path = self.dir / "sampler.json"
-        self.default_sampler = (SamplerSettings(**read_json(path)) if path.exists()
-                                else default_sampler(self.method, self.cfg, self.info))  # fmt: skip
+        self.default_sampler = (SamplerSettings.from_json(read_json(path), where=str(path)) if path.exists()
+                                else self.method.default_sampler(self.cfg, self.info))  # fmt: skip
 
     @property
     def field(self) -> Field:
@@ -57,44 +53,32 @@ class Run:
 
     @property
     def has_energy(self) -> bool:
-        return isinstance(self.model, (ExplicitEnergy, RecoveryModel, ScalarEnergy))
-
-    @property
-    def is_recovery(self) -> bool:
-        return isinstance(self.model, RecoveryModel)
+        """Whether the model has a scalar energy (the model's own answer, :func:`energen.fields.has_energy`)."""
+        return has_energy(self.model)
 
     @property
     def learns_velocity(self) -> bool:
         """A time-dependent velocity (flow matching): no energy, no equilibrium, no product of experts."""
-        return self.method.time_conditioned and not self.is_recovery
+        return self.method.learns_velocity
 
     def needs_noise_level(self, settings: SamplerSettings) -> bool:
         """Whether ``settings`` start from a noise level (flow matching's time, the recovery sampler's level)
         rather than descending from any point, as the time-free methods (EqM, EqM-E, cd) do."""
-        return self.method.horizon_is_time or settings.sampler == "recovery"
+        return self.method.needs_noise_level(settings)
 
     def energy(self, x: Tensor, y: Tensor | None = None, *, level: int = 0) -> Tensor:
         """The scalar energy of points in data coordinates, shape (B, ...) -> (B,), in normalised units.
 
-        EqM-E: its energy (``level`` must be 0). DRL/CDRL: the marginal energy of noise level ``level``
+        EqM-E and cd: their energy (``level`` must be 0). DRL/CDRL: the marginal energy of noise level ``level``
         (0: the data, up to the level-0 noise of std 0.0074), for x given in data coordinates.
         """
-        if not self.has_energy:
-            raise ConfigError(f"method {self.cfg.method!r} learns no scalar energy; "
-                              "train with --method eqm-e, drl or cdrl")  # fmt: skip
         z = self.info.normalize(x.to(self.device))
         with torch.no_grad():
-            if self.is_recovery:
-                if not 0 <= level < self.model.levels.levels:
-                    raise ConfigError(f"level {level} is out of range: the run has {self.model.levels.levels} levels")
-                return self.model.energy(z, level, y)
-            if level != 0:
-                raise ConfigError(f"method {self.cfg.method!r} has no noise levels; use level 0")
-            return self.model.energy(z, None, y)
+            return self.method.energy(self.model, z, y, level)
 
     def buffer(self) -> Tensor:
         """The replay buffer of a cd run's latest resume state, shape (N, ...), normalised coordinates."""
-        if self.cfg.method != "cd":
+        if not self.method.keeps_buffer:
             raise ConfigError(f"only cd runs keep a replay buffer, not {self.cfg.method!r}")
         if not (self.dir / "resume.json").exists():
             raise ConfigError(f"{self.dir} has no resume state, so no replay buffer")
@@ -103,13 +87,25 @@ class Run:
             raise CheckpointError(f"{self.dir}: the resume state holds no replay buffer")
         return data
 
-    def field_sampler(self, sampler: str) -> SamplerSettings:
-        """Settings for a field sampler (gd, nag, ode, langevin) on this run: its default unless that is the
-        recovery sampler; then the level-0 energy's Langevin step :math:`s_0` gives the step size."""
-        if not self.is_recovery:
-            return self.default_sampler.as_chain() if sampler == "langevin" else self.default_sampler
-        s0 = float(self.model.levels.step[0])
-        return SamplerSettings(sampler=sampler, steps=100, step_size=s0 if sampler == "langevin" else s0**2 / 2)
+    def field_sampler(self, name: str | None = None) -> SamplerSettings:
+        r"""Settings of the field sampler ``name`` on this run (``None``: the run's own sampler, able to start
+        anywhere): the default switched to ``name``, keeping its steps and eta; on a drl/cdrl run, 100 steps of
+        the level-0 energy's Langevin step :math:`\eta_0`."""
+        return self.method.field_sampler(self.model, self.default_sampler, name)
+
+    def switch_sampler(self, settings: SamplerSettings, name: str) -> SamplerSettings:
+        """``settings`` switched to the sampler ``name``: the same options where both have them; to or from a
+        sampler that walks a drl/cdrl run's noise levels, that family's own settings."""
+        if name == settings.name:
+            return settings
+        if SAMPLERS.get(name).walks_levels:
+            if not self.method.default_sampler(self.cfg, self.info).walks_levels:
+                raise ConfigError(f"sampler {name!r} walks the noise levels of a drl or cdrl run, not of "
+                                  f"{self.cfg.method!r}")  # fmt: skip
+            return self.method.default_sampler(self.cfg, self.info)
+        if settings.walks_levels:
+            return self.field_sampler(name)
+        return settings.switch(name)
 
     def guided_field(self, scale: float) -> Field:
         if self.num_classes == 0:
@@ -174,11 +170,10 @@ class Run:
         settings = settings or self.default_sampler
         if x0 is not None or known is not None or noise_std is not None:
             settings = settings.as_chain()  # smc starts from noise only
-        recovery = settings.sampler == "recovery"
-        if settings.sampler == "smc" and self.learns_velocity:
-            raise ConfigError("smc weighs samples by an energy; flow matching learns a velocity, which has none")
-        if recovery and not self.is_recovery:
-            raise ConfigError(f"sampler 'recovery' needs a drl or cdrl run, not {self.cfg.method!r}")
+        recovery = settings.walks_levels
+        if settings.needs_energy and self.learns_velocity:
+            raise ConfigError(f"{settings.name} weighs samples by an energy; flow matching learns a velocity, which "
+                              "has none")  # fmt: skip
         if recovery and field is not None:
             raise ConfigError("the recovery sampler walks one run's noise levels; compose with a field sampler "
                               "(--sampler gd, nag or langevin)")  # fmt: skip
@@ -195,7 +190,9 @@ class Run:
             y = None if labels is None else labels[lo : lo + b].to(self.device)
             part = None if known is None else tuple(v[lo : lo + b].to(self.device) for v in known)
             if recovery:
-                out = self._ladder(start, y, noise, settings, cfg_scale, noise_std, part)
+                out = self.method.walk_levels(self.model, settings, start, y, noise=noise, cfg=self.cfg,
+                                              cfg_scale=cfg_scale, null_label=self.num_classes, noise_std=noise_std,
+                                              known=part)  # fmt: skip
             else:
                 out = self._follow(sampler, start, y, noise, cfg_scale, field, noise_std, part)
             xs.append(out.x.cpu())
@@ -208,59 +205,15 @@ class Run:
                                snapshots={k: torch.cat(v) for k, v in snaps.items()})  # fmt: skip
         return merged.x, merged
 
-    def _ladder(self, start, y, noise, settings, cfg_scale, noise_std, known) -> SamplerOutput:
-        """The recovery sampler from pure noise, or from a noisy start at its noise level."""
-        chain = AncestralSampler(self.model, langevin_steps=settings.steps, train_steps=self.cfg.langevin_steps,
-                                 temperature=settings.temperature, cfg_scale=cfg_scale,
-                                 null_label=self.num_classes)  # fmt: skip
-        if noise_std is None:
-            return chain(start, y, noise=noise, known=known)
-        lv, ds = self.model.levels, self.model.data_scale
-        level, extra = lv.level_of_noise(ds * noise_std)
-        idx = range(len(start))
-        x = float(lv.abar[level].sqrt()) * ds * start + extra * noise(idx)
-        return chain(x, y, noise=noise, start_level=level)
-
     def _follow(self, sampler, start, y, noise, cfg_scale, field, noise_std, known) -> SamplerOutput:
-        """A field sampler from ``start``; flow matching from its time of ``noise_std``; known entries held."""
+        """A field sampler from ``start`` (at the method's noise level of ``noise_std``), known entries held."""
         fld = field or (self.field if y is None else self.guided_field(cfg_scale))
-        if self.method.horizon_is_time and noise_std is not None:
-            t0 = 1.0 / (1.0 + noise_std)
-            if t0 >= 1.0:
-                return SamplerOutput(x=start, steps=torch.zeros(len(start), dtype=torch.long),
-                                     field_norm=torch.zeros(len(start)), nfe=0)  # fmt: skip
-            start, fld = t0 * start, TimeShift(fld, t0)
+        begun = self.method.start(fld, start, noise_std)
+        if begun is None:  # nothing left to integrate
+            return SamplerOutput(x=start, steps=torch.zeros(len(start), dtype=torch.long),
+                                 field_norm=torch.zeros(len(start)), nfe=0)  # fmt: skip
+        start, fld = begun
         constrain = None
         if known is not None:
-            mask, values = known[0].bool(), known[1]
-            if self.method.horizon_is_time:  # the known entries ride their own straight path t v + (1 - t) eps
-                eps = start
-
-                def constrain(x, idx, t):
-                    t = expand_like(t, x)
-                    return torch.where(mask[idx], t * values[idx] + (1 - t) * eps[idx], x)
-            else:
-                start = torch.where(mask, values, start)
-
-                def constrain(x, idx, t):
-                    return torch.where(mask[idx], values[idx], x)
-
+            start, constrain = self.method.hold(known[0].bool(), known[1], start)
         return sampler(fld, start, y, noise=noise, constrain=constrain)
-
-
-def default_sampler(method: Method, cfg: TrainConfig, info: DataInfo) -> SamplerSettings:
-    """Settings used before (or without) calibration."""
-    if method.native_sampler == "recovery":
-        return SamplerSettings(sampler="recovery", steps=cfg.langevin_steps, step_size=1.0)
-    if method.native_sampler == "langevin":  # cd: the training chain, 10x its length, from noise
-        s = math.sqrt(2 * cfg.langevin_step)
-        noise = s if cfg.langevin_noise is None else cfg.langevin_noise  # None: a run saved before cd's defaults
-        if cfg.langevin_mh and cfg.data_jumps:  # trained as a density: SMC samples it on the data's box
-            return SamplerSettings(sampler="smc", steps=10 * cfg.langevin_steps, step_size=s,
-                                   clamp=list(data_box(info)))  # fmt: skip
-        return SamplerSettings(sampler="langevin", steps=10 * cfg.langevin_steps, step_size=s, temperature=noise / s,
-                               grad_clip=cfg.langevin_clip or None,
-                               clamp=list(data_box(info)) if cfg.langevin_clamp else None)  # fmt: skip
-    if method.horizon_is_time:
-        return SamplerSettings(sampler="gd", steps=100, step_size=0.01)
-    return SamplerSettings(sampler="gd", steps=100, step_size=0.005)

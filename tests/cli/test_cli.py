@@ -1,11 +1,16 @@
+import ast
 import json
 import subprocess
 import sys
+from dataclasses import fields, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from energen.cli.main import main
+from energen.cli.main import build_parser, main
+from energen.config import GROUPS, TrainConfig
+from energen.errors import ConfigError, DataError
 
 
 def run_cli(*args):
@@ -18,6 +23,10 @@ def run_cli(*args):
         ["train", "--out", "x", "--bogus"],
         ["train", "--out", "x", "--method", "nope"],
         ["train", "--out", "x", "--steps", "ten"],
+        ["train", "--out", "x", "--energy", "cosine"],
+        ["train", "--out", "x", "--buffer-init", "zeros"],
+        ["train", "--out", "x", "--model", "nope"],
+        ["train", "--out", "x", "--no-lr"],
         ["sample", "r", "--n", "0", "--out", "a.npy"],
         ["sample", "r", "--n", "5", "--out", "a.npy", "--sampler", "nope"],
         ["nope"],
@@ -27,7 +36,8 @@ def test_bad_flags_exit_2(args, capsys):
     with pytest.raises(SystemExit) as e:
         main(args)
     assert e.value.code == 2
-    assert len(capsys.readouterr().err.strip().splitlines()[-1]) > 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("energen") and "error: " in err[0]
 
 
 def test_bad_values_and_inputs_give_one_line(tmp_path, capsys):
@@ -103,26 +113,107 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert {"rng.generator.0", "rng.generator.1"} <= rng.keys()
 
 
-def test_smc_keeps_one_langevin_step_whatever_its_length():
-    """--steps on smc lengthens the path at the same step s; switching from gd (eta) gives s = sqrt(2 eta);
-    other samplers keep their total time."""
+def test_smc_keeps_its_eta_whatever_its_length():
+    """--steps on smc lengthens the path at the same eta; switching samplers keeps eta (one unit for all); other
+    samplers keep their total time eta*K."""
     from argparse import Namespace
     from types import SimpleNamespace
 
-    from energen.cli.main import _sampler_settings
-    from energen.samplers.settings import SamplerSettings
+    from energen.cli.sampler_options import sampler_settings
+    from energen.samplers.gradient_descent import GDSettings
+    from energen.samplers.langevin import LangevinSettings
+    from energen.samplers.smc import SMCSettings
 
     flags = dict.fromkeys(("sampler", "langevin_steps", "steps", "step_size", "tol", "momentum", "noise",
                            "ode_method", "temperature"))  # fmt: skip
 
     def settings(default, **given):
-        return _sampler_settings(SimpleNamespace(default_sampler=default), Namespace(**{**flags, **given}))
+        return sampler_settings(SimpleNamespace(default_sampler=default,
+                                                switch_sampler=lambda s, name: s.switch(name)),
+                                Namespace(**{**flags, **given}))  # fmt: skip
 
-    smc = SamplerSettings(sampler="smc", steps=200, step_size=0.06)
+    smc = SMCSettings(steps=200, step_size=0.06)
     assert (settings(smc, steps=50).steps, settings(smc, steps=50).step_size) == (50, 0.06)
-    gd = SamplerSettings(sampler="gd", steps=100, step_size=0.02)
-    assert settings(gd, sampler="smc").step_size == pytest.approx(0.2)
-    assert settings(gd, sampler="smc", steps=400).step_size == pytest.approx(0.2)
+    gd = GDSettings(steps=100, step_size=0.02)
+    assert settings(gd, sampler="smc").step_size == 0.02
+    assert settings(gd, sampler="smc", steps=400).step_size == 0.02
     assert settings(gd, steps=400).step_size == pytest.approx(0.005)
-    langevin = SamplerSettings(sampler="langevin", steps=100, step_size=0.1)
-    assert settings(langevin, sampler="smc", steps=10).step_size == 0.1
+    assert settings(LangevinSettings(steps=100, step_size=0.1), sampler="smc", steps=10).step_size == 0.1
+
+
+def test_train_help_shows_every_option_with_its_default_by_group(capsys):
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["train", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    text = " ".join(out.split())  # argparse wraps the help lines
+    assert text.count("(default: ") >= len(fields(TrainConfig)) >= 25
+    for f in fields(TrainConfig):
+        assert f"--{f.name.replace('_', '-')}" in out
+    headings = [out.index(f"\n{title}:\n") for title in GROUPS]
+    assert headings == sorted(headings)
+    section = out[headings[GROUPS.index("contrastive divergence (cd)")] :]
+    assert "--buffer-size" in section.split("\n\n")[0]
+    assert "--lr LR AdamW learning rate (default: 0.001)" in text
+    assert "(default: auto: cdrl 15, drl 30, cd 20)" in text and "--tf32, --no-tf32" in text
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [("--lr", "-1", "lr must be > 0"), ("--label-dropout", "1.5", "label-dropout must be in [0, 1)"),
+     ("--calibrate-samples", "10", "calibrate-samples must be >= 100"),
+     ("--adam-beta2", "1", "adam-beta2 must be in [0, 1)")],
+)  # fmt: skip
+def test_out_of_range_train_options_fail_while_parsing(tmp_path, capsys, flag, value, message):
+    with pytest.raises(ConfigError, match="must be"):
+        build_parser().parse_args(["train", "--out", "x", flag, value])
+    assert run_cli("train", "--out", tmp_path / "r", "--steps", 3, flag, value) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"energen train: error: {message}, got {value}"]
+    assert not (tmp_path / "r").exists()
+
+
+def test_config_files_are_checked_like_flags(tmp_path, capsys):
+    for bad, message in [({"model": "nope"}, "unknown model 'nope'"), ({"c_schedule": "cosine"}, "unknown c(gamma)"),
+                         ({"label-dropout": 1.5}, "label-dropout must be in [0, 1)"),
+                         ({"energy": "cosine"}, "energy must be one of dot, l2")]:  # fmt: skip
+        (tmp_path / "c.json").write_text(json.dumps(bad))
+        assert run_cli("train", "--out", tmp_path / "r", "--config", tmp_path / "c.json") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("energen train: error: ") and message in err[0], err
+    assert not (tmp_path / "r").exists()
+
+
+def test_benchmarks_do_not_import_the_cli():
+    bench = Path(__file__).parents[2] / "benchmarks"
+    scripts = sorted(bench.glob("*.py"))
+    assert any(p.name == "cd.py" for p in scripts)
+    for p in scripts:
+        tree = ast.parse(p.read_text())
+        names = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        names += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert not [m for m in names if m.startswith("energen.cli")], p.name
+        assert "build_parser" not in p.read_text(), p.name
+
+
+def test_generate_is_what_sample_writes(tiny_run, tmp_path, capsys):
+    from energen.generation import generate
+    from energen.run import Run
+
+    summary = generate(tiny_run, 30, tmp_path / "g.npy", seed=4)
+    assert summary["n"] == 30 and summary["processes"] == 1 and summary["out"] == str(tmp_path / "g.npy")
+    x, _ = Run(tiny_run).sample(30, seed=4)
+    np.testing.assert_array_equal(np.load(tmp_path / "g.npy"), x.numpy())
+    assert run_cli("sample", tiny_run, "--n", 30, "--seed", 4, "--out", tmp_path / "c.npy") == 0
+    printed = json.loads(capsys.readouterr().out)
+
+    def without_notes(d):  # the CLI's settings may drop the run's calibration notes (extra)
+        return d | {"out": None, "sampler": {k: v for k, v in d["sampler"].items() if k != "extra"}}
+
+    assert without_notes(printed) == without_notes(summary) and printed["out"] == str(tmp_path / "c.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "c.npy"), np.load(tmp_path / "g.npy"))
+    with pytest.raises(ConfigError, match="already exists"):
+        generate(tiny_run, 3, tmp_path / "g.npy")
+    with pytest.raises(DataError, match="for images"):
+        generate(tiny_run, 3, tmp_path / "g.npz")
+    short = generate(tiny_run, 5, tmp_path / "k.npy", settings=lambda run: replace(run.default_sampler, steps=3))
+    assert short["sampler"]["steps"] == 3 and short["max_steps"] <= 3

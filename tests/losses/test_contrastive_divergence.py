@@ -238,7 +238,8 @@ def test_cd_with_data_jumps_logs_their_acceptance():
 
 
 def test_cd_defaults_follow_the_data(tmp_path):
-    from energen.config import TrainConfig, saved_config
+    from energen.config import TrainConfig
+    from energen.methods import saved_config
     from energen.methods.registry import METHODS
 
     cd = METHODS.get("cd")

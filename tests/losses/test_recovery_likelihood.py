@@ -95,13 +95,13 @@ def test_langevin_at_a_level_recovers_the_posterior_moments(level):
     xn = torch.full((n, 1), x_next)
     field = EnergyField(lambda v, _t, _y: model.conditional_energy(v, xn, i))
     torch.manual_seed(0)
-    out = Langevin(steps=600, step_size=float(lv.step[level]))(field, xn.clone())
+    out = Langevin(steps=600, step_size=float(lv.eta[level]))(field, xn.clone())
     assert abs(out.x.mean() - mean) < 0.03 * math.sqrt(var)
     assert abs(out.x.var() / var - 1) < 0.06
 
 
 def test_step_rescaling_keeps_langevin_time(monkeypatch):
-    """Fewer steps at sampling time: s_K = s sqrt(K_train / K), so K s^2 is unchanged."""
+    """Fewer steps at sampling time: eta_K = eta K_train / K, so the Langevin time K eta is unchanged."""
     seen = []
     import energen.samplers.recovery as rec
 
@@ -117,7 +117,7 @@ def test_step_rescaling_keeps_langevin_time(monkeypatch):
         seen.clear()
         AncestralSampler(model, langevin_steps=k, train_steps=15)(noise(range(8)), noise=noise)
         top = [s for s in seen][0]
-        assert top[0] == k and math.isclose(k * top[1] ** 2, 15 * float(model.levels.step[5]) ** 2, rel_tol=1e-6)
+        assert top[0] == k and math.isclose(k * top[1], 15 * float(model.levels.eta[5]), rel_tol=1e-6)
 
 
 def test_ancestral_sampling_of_the_exact_gaussian_model():
@@ -147,11 +147,10 @@ def test_cdrl_run_samples_with_every_sampler(cdrl_run):
     x2, _ = run.sample(16, seed=3, batch_size=5)
     torch.testing.assert_close(x, x2)  # a sample depends on its seed only
     assert x.shape == (16, 2) and torch.isfinite(x).all()
-    from energen.samplers.settings import SamplerSettings
-
-    s0 = float(run.model.levels.step[0])
-    for name in ("gd", "nag", "ode", "langevin"):
-        s = SamplerSettings(sampler=name, steps=10, step_size=s0 if name == "langevin" else s0**2 / 2)
+    eta0 = float(run.model.levels.eta[0])
+    for name in ("gd", "nag", "ode", "langevin", "smc"):  # the level-0 energy at its Langevin step eta_0
+        s = run.field_sampler(name).with_options(steps=10)
+        assert s.name == name and math.isclose(s.step_size, eta0)
         x, _ = run.sample(8, settings=s)
         assert x.shape == (8, 2) and torch.isfinite(x).all()
     e = run.energy(x, level=3)
@@ -171,10 +170,10 @@ def test_cdrl_initializer_starts_as_identity_and_learns(cdrl_run):
 
 
 def test_recovery_sampler_rejects_field_runs(tiny_run):
-    from energen.samplers.settings import SamplerSettings
+    from energen.samplers.recovery import RecoverySettings
 
     with pytest.raises(ConfigError, match="drl or cdrl"):
-        Run(tiny_run).sample(4, settings=SamplerSettings(sampler="recovery"))
+        Run(tiny_run).sample(4, settings=RecoverySettings())
 
 
 def test_conditional_cdrl_with_guidance_on_digits(tmp_path):

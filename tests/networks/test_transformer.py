@@ -174,7 +174,7 @@ def test_converted_reference_checkpoint_gives_the_same_field(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(run.field(x, None, y), ref(x, y), rtol=1e-4, atol=1e-5)
     # and it samples: raw latents back, the model saw them times 0.18215
-    z, _ = run.sample(2, seed=0, label=3, settings=run.default_sampler.__class__(sampler="gd", steps=2))
+    z, _ = run.sample(2, seed=0, label=3, settings=run.default_sampler.switch("gd").with_options(steps=2))
     assert z.shape == (2, 4, 16, 16) and torch.isfinite(z).all()
     # images need the VAE: without one, a clear error instead of latents written as pixels
     common = ["sample", str(tmp_path / "run"), "--n", "4", "--steps", "1"]

@@ -15,7 +15,7 @@ from energen.data.datasets import load_dataset
 from energen.errors import ConfigError
 from energen.fields import EnergyField, Reframed, TimeShift
 from energen.noise_levels import NoiseLevels
-from energen.samplers.gradient_descent import GradientDescent
+from energen.samplers.gradient_descent import GDSettings, GradientDescent
 from energen.tasks.composition import LONGER, ClassProduct, Expert, compose, default_settings, product_field
 from energen.tasks.denoising import denoise
 from energen.tasks.inpainting import inpaint
@@ -60,7 +60,7 @@ def test_denoising_needs_no_noise_level_with_an_equilibrium_field(tiny_run):
     run = Run(tiny_run)
     clean = torch.tensor([[1.0, -2.0]])
     run.model = PointField(run.info.normalize(clean))
-    settings = replace(run.default_sampler, sampler="gd", steps=200, step_size=0.1, tol=None, noise=0.0)
+    settings = GDSettings(steps=200, step_size=0.1)
     for std in (0.1, 1.0, 5.0):
         noisy = clean + std * torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
         restored, out = denoise(run, noisy, settings=settings)

@@ -106,7 +106,7 @@ def test_every_method_and_model_builds():
                 cfg = METHODS.get(m).resolve(tiny_config(method=m, model=name, init_model=init), shape)
                 net = METHODS.get(m).build_model(cfg, shape, num_classes=3)
                 x = torch.randn(4, *shape)
-                t = torch.rand(4) if METHODS.get(m).time_conditioned else None
+                t = torch.rand(4) if METHODS.get(m).learns_velocity else None
                 assert net(x, t, torch.tensor([0, 1, 2, 3])).shape == x.shape
 
 

@@ -74,6 +74,15 @@ class DataInfo:
             return x[:, None]
         return x
 
+    def box(self) -> tuple[float, float]:
+        """The data's value range in normalised coordinates: images as they are; vectors the box holding every
+        dimension's range, widened by 5% of its width on each side."""
+        lo = [(self.lo - s) / c for s, c in zip(self.shift, self.scale, strict=True)]
+        hi = [(self.hi - s) / c for s, c in zip(self.shift, self.scale, strict=True)]
+        a, b = min(lo), max(hi)
+        pad = 0.05 * (b - a) if self.kind == "vector" else 0.0
+        return a - pad, b + pad
+
     def to_json(self) -> dict:
         return asdict(self)
 

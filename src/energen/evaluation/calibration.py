@@ -21,7 +21,8 @@ from pathlib import Path
 
 from ..data.info import Dataset
 from ..evaluation.metrics import w1_exact
-from ..run import Run, default_sampler
+from ..run import Run
+from ..samplers.gradient_descent import GDSettings
 from ..samplers.settings import SamplerSettings
 from ..utils import atomic_write_json
 
@@ -40,7 +41,7 @@ DEFAULT_STEPS = 100
 W1_POINTS = 500  # the optimal assignment costs O(n^3): ~0.5 s at 500 points, ~15 s at 1,500
 
 
-CURVE_STEP_SIZE = 0.005  # quality depends on eta*K alone for eta <= 0.02 (README, Results), so read it cheaply
+CURVE_STEP_SIZE = 0.005  # quality depends on eta*K alone for eta <= 0.02 (docs/results/eqm.md), so read it cheaply
 
 
 def calibrate(run_dir: str | Path, dataset: Dataset, *, n: int = 1000, seed: int = 10_000_000) -> SamplerSettings:
@@ -52,8 +53,8 @@ def calibrate(run_dir: str | Path, dataset: Dataset, *, n: int = 1000, seed: int
     Every tried pair and its score is stored in ``sampler.json`` under ``extra.calibration.grid``.
     """
     run = Run(run_dir)
-    if run.method.horizon_is_time or run.method.native_sampler != "gd":  # their budget is fixed by the method
-        settings = default_sampler(run.method, run.cfg, run.info)
+    if not run.method.calibrates:  # the budget is fixed by the method (fm: t = 1; drl/cdrl: the levels)
+        settings = run.method.default_sampler(run.cfg, run.info)
         atomic_write_json(run.dir / "sampler.json", settings.to_json())
         return settings
     ref, _ = dataset.reference(max(n, 5000))
@@ -63,13 +64,13 @@ def calibrate(run_dir: str | Path, dataset: Dataset, *, n: int = 1000, seed: int
     def score(h: float, temp: float) -> float:
         key = f"{h:.4g}@{temp:g}"
         if key not in grid:
-            s = SamplerSettings(steps=DEFAULT_STEPS, step_size=h / DEFAULT_STEPS, noise=temp)
+            s = GDSettings(steps=DEFAULT_STEPS, step_size=h / DEFAULT_STEPS, noise=temp)
             x = run.info.normalize(run.sample(n, seed=seed, settings=s)[0])
             grid[key] = w1_exact(x, ref_n, max_points=W1_POINTS)
         return grid[key]
 
     record = [round(h / CURVE_STEP_SIZE) for h in HORIZONS]
-    curve = SamplerSettings(steps=max(record), step_size=CURVE_STEP_SIZE)
+    curve = GDSettings(steps=max(record), step_size=CURVE_STEP_SIZE)
     _, out = run.sample(n, seed=seed, settings=curve, record=record)
     for h, k in zip(HORIZONS, record, strict=True):
         grid[f"{h:.4g}@0"] = w1_exact(run.info.normalize(out.snapshots[k]), ref_n, max_points=W1_POINTS)
@@ -80,8 +81,8 @@ def calibrate(run_dir: str | Path, dataset: Dataset, *, n: int = 1000, seed: int
             score(h0 * r, temp)
     best = min(grid, key=grid.get)
     h, temp = (float(v) for v in best.split("@"))
-    settings = SamplerSettings(sampler="gd", steps=DEFAULT_STEPS, step_size=h / DEFAULT_STEPS, noise=temp,
-                               extra={"calibration": {"metric": "w1_exact_normalised", "n": n,
-                                                      "grid": grid, "best": best}})  # fmt: skip
+    settings = GDSettings(steps=DEFAULT_STEPS, step_size=h / DEFAULT_STEPS, noise=temp,
+                          extra={"calibration": {"metric": "w1_exact_normalised", "n": n, "grid": grid,
+                                                 "best": best}})  # fmt: skip
     atomic_write_json(run.dir / "sampler.json", settings.to_json())
     return settings

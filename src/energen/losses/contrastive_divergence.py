@@ -125,9 +125,9 @@ class ContrastiveDivergence:
         self.label_dropout, self.num_classes = label_dropout, num_classes
 
     def chain(self, steps: int) -> Langevin:
-        s = math.sqrt(2 * self.step)
-        return Langevin(steps=steps, step_size=s, temperature=self.noise / s, grad_clip=self.grad_clip,
-                        clamp=self.clamp)  # fmt: skip
+        """Langevin at eta with noise std sigma: temperature sigma^2 / (2 eta)."""
+        return Langevin(steps=steps, step_size=self.step, temperature=self.noise**2 / (2 * self.step),
+                        grad_clip=self.grad_clip, clamp=self.clamp)  # fmt: skip
 
     def state_dict(self) -> dict[str, Tensor]:
         return self.buffer.state_dict()
@@ -155,7 +155,7 @@ class ContrastiveDivergence:
         icd = self.kl > 0 or self.entropy > 0
         field = EnergyField(model.energy)
         if self.mh:
-            mala = MetropolisLangevin(steps=self.steps, step_size=math.sqrt(2 * self.step))
+            mala = MetropolisLangevin(steps=self.steps, step_size=self.step)
             x_neg = mala(model.energy, x0, y, noise=randn).x
         else:
             x_neg = self.chain(self.steps - 1 if icd else self.steps)(field, x0, y, noise=randn).x

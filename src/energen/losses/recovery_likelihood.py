@@ -75,7 +75,7 @@ class RecoveryLikelihood:
         if model.initializer is not None:
             y0 = y0 + expand_like(lv.init_std[i], x) * randn()
         field = EnergyField(lambda v, _t, c: model.conditional_energy(v, x_next, i, c))
-        chain = Langevin(steps=self.langevin_steps, step_size=lv.step[i])
+        chain = Langevin(steps=self.langevin_steps, step_size=lv.eta[i])
         y_neg = chain(
             field, y0.detach(), y, noise=lambda idx: torch.randn((len(idx), *x.shape[1:]), generator=generator).to(dev)
         ).x

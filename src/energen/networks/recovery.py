@@ -16,8 +16,11 @@ class RecoveryModel(nn.Module):
     r"""The energy network :math:`h(\tilde y, i, y)` of every level, and CDRL's initializer (or ``None``).
 
     ``forward(x, t, y)`` is the field protocol: :math:`\nabla_x \log p_0(x) = -\nabla E_0`, the level-0 field,
-    so the shared samplers (gd, nag, ode, langevin) run on a recovery-likelihood model too.
+    so the shared samplers (gd, nag, ode, langevin, smc) run on a recovery-likelihood model too; ``energy(x)``
+    (level 0 unless given) is the energy whose negative gradient that field is.
     """
+
+    has_energy = True  # fields.has_energy: ``energy(x, None, y)`` is the level-0 energy of ``forward``
 
     def __init__(self, ebm: nn.Module, initializer: nn.Module | None, levels: NoiseLevels, data_scale: float = 1.0):
         super().__init__()
@@ -28,11 +31,11 @@ class RecoveryModel(nn.Module):
         """The network output, shape (B,), for scaled points ``y_tilde`` of levels ``i`` (shape (B,))."""
         return self.ebm(y_tilde, self.levels.t_ebm[i], y)
 
-    def energy(self, x: Tensor, i: Tensor | int = 0, y: Tensor | None = None) -> Tensor:
+    def energy(self, x: Tensor, i: Tensor | int | None = 0, y: Tensor | None = None) -> Tensor:
         r"""The marginal energy :math:`E_i(x) = -f(\alpha_{i+1} x, i) = -h / s_i^2` of points x of level i.
 
         ``x`` is in normalised data units (the model scales it by ``data_scale``)."""
-        i = self._levels(i, x)
+        i = self._levels(0 if i is None else i, x)
         lv = self.levels
         return -self.h(expand_like(lv.alpha[i], x) * x * self.data_scale, i, y) / lv.step[i] ** 2
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -12,19 +14,20 @@ from ..errors import ConfigError
 from ..fields import Field
 from ..samplers.base import Constraint, NoiseSource, SamplerOutput, _as_labels
 from ..samplers.registry import SAMPLERS
+from ..samplers.settings import SamplerSettings
 from ..utils import expand_like, rms_flat
 
 
 class GradientDescent:
-    r""":math:`x_{k+1} = x_k + \eta\, f(x_k, t_k) + \sqrt{2\eta}\, T_k\, z_k`.
+    r""":math:`x_{k+1} = x_k + \eta\, f(x_k, t_k) + \sqrt{2\eta}\, \sigma_k\, z_k`.
 
     Args:
         steps: maximum number of steps K.
         step_size: :math:`\eta`, a float or a tensor of shape (B,) giving each sample its own.
         tol: stop a sample once the RMS of its field is below ``tol`` (``None``: always K steps).
-        noise: initial temperature :math:`T_0` of Langevin noise, annealed linearly to 0 over the K
-            steps (0 disables it).
-        anneal: anneal the temperature (``False``: constant ``noise``).
+        noise: the initial noise scale :math:`\sigma_0`, annealed linearly to 0 over the K steps (0 disables
+            it); :math:`\sigma = 1` is Langevin noise at temperature 1.
+        anneal: anneal the noise scale (``False``: constant ``noise``).
         record: step counts at which to keep a copy of x (for quality-versus-steps curves).
     """
 
@@ -94,4 +97,16 @@ class GradientDescent:
         return SamplerOutput(x=x, steps=steps, field_norm=norm, nfe=nfe, snapshots=snapshots)
 
 
-SAMPLERS.add("gd", GradientDescent)
+@SAMPLERS.register("gd")
+@dataclass(frozen=True)
+class GDSettings(SamplerSettings):
+    """``gd``: K steps of eta (total time eta K), adaptive stopping at ``tol``, annealed noise scale ``noise``."""
+
+    name: ClassVar[str] = "gd"
+    step_size: float = 0.005
+    tol: float | None = None
+    noise: float = 0.0
+
+    def build(self, record=()) -> GradientDescent:
+        return GradientDescent(steps=self.steps, step_size=self.step_size, tol=self.tol, noise=self.noise,
+                               record=record)  # fmt: skip

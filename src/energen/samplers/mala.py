@@ -25,15 +25,15 @@ def _uniform(draw: NoiseSource, idx: Tensor, like: Tensor) -> Tensor:
 
 def _mala_accepts(x: Tensor, xp: Tensor, z: Tensor, lp: Tensor, lpp: Tensor, gp: Tensor, eta: float,
                   u: Tensor) -> Tensor:  # fmt: skip
-    r"""The Metropolis test of the Langevin proposal :math:`x' = x + \eta \nabla\log\pi(x) + s z`
-    (:math:`\eta = s^2/2`): ``lp``, ``lpp`` are :math:`\log\pi` at :math:`x, x'`, ``gp`` its gradient at
-    :math:`x'`, ``u`` the uniforms; returns the accepted mask."""
+    r"""The Metropolis test of the Langevin proposal :math:`x' = x + \eta \nabla\log\pi(x) + \sqrt{2\eta}\, z`:
+    ``lp``, ``lpp`` are :math:`\log\pi` at :math:`x, x'`, ``gp`` its gradient at :math:`x'`, ``u`` the uniforms;
+    returns the accepted mask."""
     return torch.log(u) < lpp - lp - _sq(x - xp - eta * gp) / (4 * eta) + _sq(z) / 2
 
 
 class MetropolisLangevin:
     r"""Metropolis-adjusted Langevin (MALA) on a scalar energy: the Langevin proposal
-    :math:`x' = x - \eta \nabla E(x) + s z` (:math:`\eta = s^2/2`), accepted with probability
+    :math:`x' = x - \eta \nabla E(x) + \sqrt{2\eta}\, z`, accepted with probability
 
     .. math::  \min\Big(1, \exp\big(E(x) - E(x') + \log q(x \mid x') - \log q(x' \mid x)\big)\Big),
         \qquad q(b \mid a) \propto \exp\big(-\lVert b - a + \eta \nabla E(a) \rVert^2 / (4\eta)\big).
@@ -48,7 +48,7 @@ class MetropolisLangevin:
 
     Args:
         steps: K.
-        step_size: :math:`s`, the standard deviation of each proposal's noise.
+        step_size: :math:`\eta`; each proposal's noise has std :math:`\sqrt{2\eta}`.
     """
 
     def __init__(self, *, steps: int, step_size: float):
@@ -60,8 +60,8 @@ class MetropolisLangevin:
     @torch.no_grad()
     def __call__(self, energy, x0: Tensor, y: Tensor | None = None, *,
                  noise: NoiseSource | None = None) -> SamplerOutput:  # fmt: skip
-        n, s = x0.shape[0], self.step_size
-        eta = s * s / 2
+        n, eta = x0.shape[0], self.step_size
+        s = math.sqrt(2 * eta)
         y = _as_labels(y, n, x0.device)
         idx = torch.arange(n, device=x0.device)
         draw = noise if noise is not None else (lambda i: torch.randn((len(i), *x0.shape[1:]), device=x0.device))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..samplers.gradient_descent import GradientDescent
+from ..samplers.gradient_descent import GDSettings, GradientDescent
 from ..samplers.registry import SAMPLERS
 
 
@@ -35,4 +38,14 @@ class Nesterov(GradientDescent):
         return d
 
 
-SAMPLERS.add("nag", Nesterov)
+@SAMPLERS.register("nag")
+@dataclass(frozen=True)
+class NAGSettings(GDSettings):
+    """``nag``: the options of ``gd`` and the momentum mu."""
+
+    name: ClassVar[str] = "nag"
+    momentum: float = 0.3
+
+    def build(self, record=()) -> Nesterov:
+        return Nesterov(steps=self.steps, step_size=self.step_size, tol=self.tol, noise=self.noise,
+                        momentum=self.momentum, record=record)  # fmt: skip

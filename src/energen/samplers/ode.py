@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
@@ -9,6 +12,7 @@ from ..errors import ConfigError
 from ..fields import Field
 from ..samplers.base import Constraint, NoiseSource, SamplerOutput, _as_labels
 from ..samplers.registry import SAMPLERS
+from ..samplers.settings import SamplerSettings
 from ..utils import rms_flat
 
 ODE_METHODS = ("euler", "midpoint", "heun2", "rk4", "dopri5", "bosh3", "adaptive_heun")
@@ -61,4 +65,19 @@ class ODESolver:
         return SamplerOutput(x=x, steps=steps, field_norm=norm, nfe=count[0])
 
 
-SAMPLERS.add("ode", ODESolver)
+@SAMPLERS.register("ode")
+@dataclass(frozen=True)
+class ODESettings(SamplerSettings):
+    """``ode``: integrate for the time eta K (K grid steps of eta for fixed-grid methods)."""
+
+    name: ClassVar[str] = "ode"
+    step_size: float = 0.01
+    ode_method: str = "heun2"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.ode_method not in ODE_METHODS:
+            raise ConfigError(f"unknown ODE method {self.ode_method!r}; choose one of: {', '.join(ODE_METHODS)}")
+
+    def build(self, record=()) -> ODESolver:
+        return ODESolver(method=self.ode_method, steps=self.steps, horizon=self.steps * self.step_size)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..fields import EnergyField
 from ..networks.recovery import RecoveryModel
 from ..samplers.base import NoiseSource, SamplerOutput
 from ..samplers.langevin import Langevin
+from ..samplers.registry import SAMPLERS
+from ..samplers.settings import SamplerSettings
 from ..utils import expand_like, rms_flat
 
 
@@ -22,8 +26,9 @@ class AncestralSampler:
     :math:`\hat x = (x_0 + \bar\sigma_0^2 \nabla \log p_0(x_0)) / \sqrt{\bar a_0}` (the reference code over-scales
     this score by 2, harmless at :math:`\bar\sigma_0^2 = 5.5\cdot10^{-5}`; we do not copy that).
 
-    Fewer steps than in training keep the Langevin "time" :math:`K s^2` constant: :math:`s_K = s\sqrt{K_{train}/K}`
-    (the paper's step size :math:`\propto 1/\sqrt{K}`). Classifier-free guidance acts on both networks with
+    Each level's Langevin step is :math:`\eta_i = s_i^2 / 2` (:attr:`NoiseLevels.eta`). Fewer
+    steps than in training keep the Langevin "time" :math:`K \eta` constant: :math:`\eta_K = \eta\, K_{train}/K`
+    (the paper's noise std :math:`s \propto 1/\sqrt{K}`). Classifier-free guidance acts on both networks with
     one weight w (ours: 1 = plain conditional, i.e. the paper's :math:`1 + w`):
     :math:`h_w = h_\varnothing + w (h_c - h_\varnothing)` and
     :math:`\mu_w = \mu_\varnothing + w (\mu_c - \mu_\varnothing)`.
@@ -76,8 +81,8 @@ class AncestralSampler:
                 y0 = y0 + lv.init_std[level] * noise(idx).to(x)
             x_next = x
             field = EnergyField(lambda v, _t, c, x_next=x_next, i=i: m.conditional_energy(v, x_next, i, c, h=h))
-            s = lv.step[level] * math.sqrt(self.k_train / self.k)
-            out = Langevin(steps=self.k, step_size=float(s), temperature=self.temperature)(field, y0, y, noise=noise)
+            eta = float(lv.eta[level]) * self.k_train / self.k
+            out = Langevin(steps=self.k, step_size=eta, temperature=self.temperature)(field, y0, y, noise=noise)
             nfe += out.nfe
             x = out.x / lv.alpha[level]
             if known is not None:  # the observed entries, noised to this level
@@ -92,3 +97,18 @@ class AncestralSampler:
             x = torch.where(known[0].bool(), known[1], x)
         steps = torch.full((n,), nfe, dtype=torch.long, device=x.device)
         return SamplerOutput(x=x, steps=steps, field_norm=rms_flat(score), nfe=nfe)
+
+
+@SAMPLERS.register("recovery")
+@dataclass(frozen=True)
+class RecoverySettings(SamplerSettings):
+    """``recovery`` (drl, cdrl): K Langevin steps per noise level at temperature T. Its step sizes are the
+    levels' own (from the run's b^2), so it takes no step size."""
+
+    name: ClassVar[str] = "recovery"
+    walks_levels: ClassVar[bool] = True
+    keeps_time: ClassVar[bool] = False  # each level's eta follows K itself (K eta is kept per level)
+    temperature: float = 1.0
+
+    def build(self, record=()):
+        raise ConfigError("sampler 'recovery' runs through the noise levels of a drl/cdrl run only")

@@ -1,4 +1,4 @@
-"""The registry of field samplers by name."""
+"""The registry of samplers by name: each name maps to its typed settings class, which builds the sampler."""
 
 from __future__ import annotations
 

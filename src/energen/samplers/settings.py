@@ -1,52 +1,125 @@
-"""A sampler choice and its hyper-parameters, as a run's ``sampler.json`` stores them."""
+r"""Typed sampler settings: one frozen dataclass per sampler, registered with it in :data:`SAMPLERS`.
+
+A settings object names a sampler and holds exactly the options that sampler uses, so an option it does not use
+cannot be set by accident (:meth:`SamplerSettings.with_options` refuses it with one line). It is what a run's
+``sampler.json`` stores as its default sampler, and :meth:`SamplerSettings.build` makes the sampler.
+
+**One step unit.** ``step_size`` is :math:`\eta` for every sampler: gradient descent moves
+:math:`x \leftarrow x + \eta f(x)`, Langevin :math:`x \leftarrow x + \eta f(x) + \sqrt{2\eta T}\,z`, and MALA and
+SMC propose with the same :math:`\eta`. The total "time" of a step sampler is :math:`\eta K`. Files written before
+this unit (format 1) stored :math:`s = \sqrt{2\eta}` for ``langevin`` and ``smc`` and a noise multiplier
+:math:`\sqrt T` as the Langevin temperature; :meth:`SamplerSettings.from_json` migrates them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from ..errors import ConfigError
-from ..samplers.registry import SAMPLERS
+from ..errors import CheckpointError, ConfigError
+from .registry import SAMPLERS
+
+FORMAT = 2  # sampler.json: 2 = step_size is eta for every sampler; 1 (no "format" key) = s for langevin and smc
 
 
-@dataclass
+@dataclass(frozen=True)
 class SamplerSettings:
-    """A sampler choice and its hyper-parameters (what ``sampler.json`` stores as a run's default)."""
+    """Options every sampler has: the step count K. Subclasses add their own and set :attr:`name`."""
 
-    sampler: str = "gd"
+    name: ClassVar[str] = ""
+    walks_levels: ClassVar[bool] = False  # runs through a recovery model's noise levels, not along a field
+    starts_from_noise: ClassVar[bool] = False  # can only start from its own noise draw (no x0, no constraints)
+    needs_energy: ClassVar[bool] = False  # weighs points by an energy (a velocity field has none)
+    keeps_time: ClassVar[bool] = True  # a new step count keeps the total time eta K (smc: a path at one eta)
+
     steps: int = 100
-    step_size: float = 0.005
-    tol: float | None = None
-    momentum: float = 0.3
-    noise: float = 0.0
-    ode_method: str = "heun2"
-    temperature: float = 1.0  # langevin and recovery: the noise multiplier (1: exact Langevin)
-    grad_clip: float | None = None  # langevin: per-element clip of the field (cd on images, as in training)
-    clamp: list[float] | None = None  # langevin: (lo, hi) to clamp the points to; smc: the support (normalised)
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict, compare=False, repr=False)  # records kept beside (calibration grid)
+
+    def __post_init__(self):
+        if not self.steps >= 1:
+            raise ConfigError(f"{self.name}: steps must be >= 1, got {self.steps}")
+        if getattr(self, "step_size", 1.0) is not None and not getattr(self, "step_size", 1.0) > 0:
+            raise ConfigError(f"{self.name}: step size eta must be > 0, got {self.step_size}")
+
+    @property
+    def sampler(self) -> str:
+        """The sampler's registered name."""
+        return self.name
+
+    @classmethod
+    def options(cls) -> list[str]:
+        """The options this sampler takes (its fields, without the bookkeeping ``extra``)."""
+        return [f.name for f in dataclasses.fields(cls) if f.name != "extra"]
 
     def build(self, record=()):
-        """The sampler for a field (``recovery`` is built by :meth:`Run.sample`: it needs the model)."""
-        if self.sampler == "recovery":
-            raise ConfigError("sampler 'recovery' runs through the noise levels of a drl/cdrl run only")
-        SAMPLERS.get(self.sampler)
-        if self.sampler == "langevin":
-            kw = dict(grad_clip=self.grad_clip, clamp=None if self.clamp is None else tuple(self.clamp))
-            return SAMPLERS.get("langevin")(steps=self.steps, step_size=self.step_size, temperature=self.temperature,
-                                            tol=self.tol, record=record, **kw)  # fmt: skip
-        if self.sampler == "smc":
-            box = None if self.clamp is None else tuple(self.clamp)
-            return SAMPLERS.get("smc")(steps=self.steps, step_size=self.step_size, box=box, record=record)
-        if self.sampler == "ode":
-            return SAMPLERS.get("ode")(method=self.ode_method, steps=self.steps, horizon=self.steps * self.step_size)
-        kw = dict(steps=self.steps, step_size=self.step_size, tol=self.tol, noise=self.noise, record=record)
-        if self.sampler == "nag":
-            kw["momentum"] = self.momentum
-        return SAMPLERS.get(self.sampler)(**kw)
+        """The sampler these settings describe; ``record``: step counts at which to keep snapshots."""
+        raise NotImplementedError
+
+    def with_options(self, **changes: Any) -> SamplerSettings:
+        """These settings with ``changes``; an option this sampler does not take is refused (one line)."""
+        for k in changes:
+            if k not in self.options():
+                users = [n for n in SAMPLERS.names() if k in SAMPLERS.get(n).options()]
+                raise ConfigError(f"--{k.replace('_', '-')}: sampler {self.name!r} does not use it "
+                                  f"(used by: {', '.join(users) or 'no sampler'})")  # fmt: skip
+        return dataclasses.replace(self, **changes)
+
+    def switch(self, name: str) -> SamplerSettings:
+        """Settings of sampler ``name`` that keep the options both samplers share (steps, the step size eta)."""
+        cls = SAMPLERS.get(name)
+        if cls is type(self):
+            return self
+        kept = {k: getattr(self, k) for k in cls.options() if k in self.options()}
+        return cls(**kept)
 
     def as_chain(self) -> SamplerSettings:
-        """Settings that can start anywhere: ``smc`` (which starts from noise) becomes Langevin at its step size,
-        others stay as they are (denoising, in-painting, translation and the buffer start chains elsewhere)."""
-        return replace(self, sampler="langevin", temperature=1.0, clamp=None) if self.sampler == "smc" else self
+        """Settings that can start anywhere (denoising, in-painting, translation and the buffer start chains at
+        given points): these settings, or Langevin at the same eta for a sampler that starts from noise only."""
+        return self
 
     def to_json(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return (
+            {"sampler": self.name, "format": FORMAT}
+            | {k: getattr(self, k) for k in self.options()}
+            | ({"extra": self.extra} if self.extra else {})
+        )
+
+    @staticmethod
+    def from_json(d: dict, *, where: str = "sampler.json") -> SamplerSettings:
+        """Settings from their JSON form; format-1 files (one 11-field record for every sampler, ``step_size``
+        :math:`s = \\sqrt{2\\eta}` and ``temperature`` a noise multiplier for langevin and smc) are migrated."""
+        if not isinstance(d, dict):
+            raise CheckpointError(f"{where}: not a mapping of sampler options")
+        d = dict(d)
+        name, fmt = d.pop("sampler", "gd"), d.pop("format", 1)
+        try:
+            cls = SAMPLERS.get(name)
+        except ConfigError as e:
+            raise CheckpointError(f"{where}: {e}") from None
+        if fmt == 1:
+            d = _migrate_format_1(cls, d)
+        unknown = sorted(set(d) - set(cls.options()) - {"extra"})
+        if unknown:
+            raise CheckpointError(f"{where}: sampler {name!r} takes no option(s) {', '.join(unknown)}")
+        for k in ("clamp", "box"):
+            if d.get(k) is not None:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+def _migrate_format_1(cls: type[SamplerSettings], d: dict) -> dict:
+    """Format 1 stored all eleven options for every sampler; keep the ones ``cls`` takes, in its units."""
+    if cls.name in ("langevin", "smc") and d.get("step_size") is not None:
+        d["step_size"] = d["step_size"] ** 2 / 2  # s -> eta = s^2 / 2
+    if cls.name in ("langevin", "recovery") and d.get("temperature") is not None:
+        d["temperature"] = d["temperature"] ** 2  # noise multiplier tau -> temperature T = tau^2
+    if cls.name == "smc":
+        d["box"] = d.get("clamp")
+    return {k: v for k, v in d.items() if k in cls.options() or k == "extra"}
+
+
+def sampler_settings(name: str, **options: Any) -> SamplerSettings:
+    """Settings of the sampler registered as ``name``; an option it does not take is refused."""
+    cls = SAMPLERS.get(name)
+    return cls().with_options(**options) if options else cls()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -13,6 +15,7 @@ from ..fields import Field, energy_source
 from ..samplers.base import Constraint, NoiseSource, SamplerOutput, _as_labels
 from ..samplers.mala import _mala_accepts, _sq, _uniform
 from ..samplers.registry import SAMPLERS
+from ..samplers.settings import SamplerSettings
 from ..utils import expand_like, rms_flat
 
 
@@ -44,7 +47,7 @@ class SequentialMonteCarlo:
 
     Args:
         steps: K, the path's steps (one energy and gradient evaluation each, plus one).
-        step_size: :math:`s`, the standard deviation of each Langevin proposal.
+        step_size: :math:`\eta` of each Metropolis-adjusted Langevin move (proposal noise std :math:`\sqrt{2\eta}`).
         box: ``(lo, hi)``, the support and uniform start, or ``None`` (all of space, a normal start).
     """
 
@@ -63,8 +66,8 @@ class SequentialMonteCarlo:
                  constrain: Constraint | None = None) -> SamplerOutput:  # fmt: skip
         if constrain is not None:
             raise ConfigError("smc samples all of x from noise; in-painting needs a step sampler: gd, nag or langevin")
-        n, s = x0.shape[0], self.step_size
-        eta = s * s / 2
+        n, eta = x0.shape[0], self.step_size
+        s = math.sqrt(2 * eta)
         y = _as_labels(y, n, x0.device)
         idx = torch.arange(n, device=x0.device)
         draw = noise if noise is not None else (lambda i: torch.randn((len(i), *x0.shape[1:]), device=x0.device))
@@ -125,4 +128,21 @@ class SequentialMonteCarlo:
                              snapshots=snapshots)  # fmt: skip
 
 
-SAMPLERS.add("smc", SequentialMonteCarlo)
+@SAMPLERS.register("smc")
+@dataclass(frozen=True)
+class SMCSettings(SamplerSettings):
+    """``smc``: a path of K Metropolis-adjusted Langevin moves of eta; ``box`` (the data's, from the run) is the
+    support and the uniform start."""
+
+    name: ClassVar[str] = "smc"
+    starts_from_noise: ClassVar[bool] = True
+    needs_energy: ClassVar[bool] = True
+    keeps_time: ClassVar[bool] = False
+    step_size: float = 0.002
+    box: tuple[float, float] | None = None
+
+    def build(self, record=()) -> SequentialMonteCarlo:
+        return SequentialMonteCarlo(steps=self.steps, step_size=self.step_size, box=self.box, record=record)
+
+    def as_chain(self) -> SamplerSettings:
+        return self.switch("langevin")

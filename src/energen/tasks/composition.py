@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..fields import Field, Reframed, SumField
 from ..run import Run
 from ..samplers.base import SamplerOutput
+from ..samplers.ode import ODESettings
 from ..samplers.settings import SamplerSettings
 
 LONGER = 10  # the product's modes lie farther from the start than any expert's: 10x the step budget. On two
@@ -29,8 +30,8 @@ LONGER = 10  # the product's modes lie farther from the start than any expert's:
 def default_settings(frame: Run) -> SamplerSettings:
     """The sampler of a composition: the first run's (for a DRL/CDRL run Langevin on its level-0 energy) with
     10x its steps at the same step size (ODE integration keeps its budget)."""
-    s = frame.field_sampler("langevin")
-    return s if s.sampler == "ode" else replace(s, steps=s.steps * LONGER)
+    s = frame.field_sampler()
+    return s if isinstance(s, ODESettings) else replace(s, steps=s.steps * LONGER)
 
 
 @dataclass
@@ -114,7 +115,7 @@ def compose(experts: list[Expert], n: int, *, settings: SamplerSettings | None =
         raise ConfigError("compose needs at least one expert")
     frame = experts[0].run
     settings = settings or default_settings(frame)
-    if settings.sampler == "recovery":
-        settings = frame.field_sampler("langevin")
+    if settings.walks_levels:
+        settings = frame.field_sampler()
     z, out = frame.chains(n, seed=seed, settings=settings, field=product_field(experts, frame), batch_size=batch_size)
     return frame.info.denormalize(z), out

@@ -10,8 +10,6 @@ DRL/CDRL join their ladder of noise levels at the level that does (:meth:`energe
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from torch import Tensor
 
 from ..errors import ConfigError
@@ -39,11 +37,7 @@ def denoise(run: Run, x: Tensor, *, noise_std: float | None = None, settings: Sa
     """
     settings = settings or restoring_settings(run.default_sampler)
     if run.needs_noise_level(settings) and noise_std is None:
-        how = (
-            "flow matching starts at the time"
-            if run.method.horizon_is_time
-            else "the recovery sampler starts at the level"
-        )
+        how = "flow matching starts at the time" if run.learns_velocity else "the recovery sampler starts at the level"
         raise ConfigError(f"method {run.cfg.method!r} needs the noise level ({how} that holds that much noise): "
                           "pass --noise-std, the noise's std in data units")  # fmt: skip
     sigma = None if noise_std is None else normalised_std(run, noise_std)
@@ -56,4 +50,4 @@ def restoring_settings(s: SamplerSettings) -> SamplerSettings:
     """A Langevin sampler (or smc's chain) at temperature 0 (gradient descent on the energy); other samplers as
     they are."""
     s = s.as_chain()
-    return replace(s, temperature=0.0) if s.sampler == "langevin" else s
+    return s.with_options(temperature=0.0) if "temperature" in s.options() and not s.walks_levels else s

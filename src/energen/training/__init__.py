@@ -1,5 +1,2 @@
-"""Training: the loop, its checkpoints (export and resume), the EMA and the rank helpers."""
-
-from .loop import TrainResult, train
-
-__all__ = ["TrainResult", "train"]
+"""Training: the loop (:func:`energen.training.loop.train`), its checkpoints (export and resume state), the EMA
+and the rank helpers. Nothing is imported here, so that loading a checkpoint does not load the loop."""

@@ -18,11 +18,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..config import TrainConfig, saved_config
+from ..config import TrainConfig
 from ..data.datasets import load_dataset
 from ..data.info import DataInfo, Dataset
 from ..errors import CheckpointError, ConfigError, TrainingDiverged
-from ..methods.registry import METHODS
+from ..interpolants import WEIGHTINGS
+from ..methods import METHODS, saved_config
+from ..networks import MODELS
 from ..training.checkpoint import ResumeState, load_resume, read_json, save_export, save_resume
 from ..training.ema import EMA
 from ..utils import atomic_write_json
@@ -50,16 +52,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(f"cuda:{dist.local_rank()}" if name == "cuda" else "cpu")
 
 
+def check_names(cfg: TrainConfig) -> None:
+    """Raise ConfigError (one line, the valid names listed) on a method, model or c(gamma) schedule name that is
+    not registered (flags are checked by ``choices=``; names may come from a config file or the Python API)."""
+    METHODS.get(cfg.method)
+    if cfg.model != "auto":
+        MODELS.get(cfg.model)
+    MODELS.get(cfg.init_model)
+    WEIGHTINGS.get(cfg.c_schedule)
+
+
 def resolve_config(cfg: TrainConfig, info: DataInfo) -> TrainConfig:
     """Fill the ``auto`` fields from the data and check the combination."""
+    check_names(cfg)
     if cfg.model == "auto":
         cfg = replace(cfg, model=METHODS.get(cfg.method).default_model(info.shape))
     cfg = METHODS.get(cfg.method).resolve(cfg, info.shape)
     if cfg.conditional and info.num_classes == 0:
         raise ConfigError(f"--conditional needs labelled data; {info.name!r} has no labels")
-    if cfg.compile and (cfg.method == "eqm-e" or cfg.icd_kl > 0):
-        raise ConfigError("--compile cannot train through a gradient of the energy (eqm-e, --icd-kl): torch.compile "
-                          "has no double backward")  # fmt: skip
     if cfg.hflip and info.kind != "image":
         raise ConfigError(f"--hflip mirrors images; {info.name!r} holds vectors")
     return cfg.validate()
