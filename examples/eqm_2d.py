@@ -42,7 +42,7 @@ for step in range(3000):
     if step % 500 == 0:
         print(f"step {step:5d}  loss {loss.item():.4f}")
 
-# Gradient descent on the learned landscape: total time eta * K ~ 0.3-0.4 is the sweet spot (see README).
+# Gradient descent on the learned landscape: total time eta * K ~ 0.3-0.4 is the sweet spot (docs/results/eqm.md).
 sampler = GradientDescent(steps=100, step_size=0.0035)
 out = sampler(ema, torch.randn(5000, 2, generator=torch.Generator().manual_seed(1)))
 samples = data.info.denormalize(out.x)

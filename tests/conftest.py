@@ -26,9 +26,9 @@ def tiny_config(**kw) -> TrainConfig:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """A small EqM run on 8gaussians, trained once for the whole session."""
+    """A small EqM run on 8gaussians, trained once for the whole test run."""
     d = tmp_path_factory.mktemp("runs") / "eqm"
     # uniform gamma: at 300 steps EqM's default density 2 gamma has learned less of the field far from the data
-    # (sliced W1 0.28 vs 0.14 here); it wins at full budgets (README, Results)
+    # (sliced W1 0.28 vs 0.14 here); it wins at full budgets (docs/methods/eqm.md)
     train(tiny_config(steps=300, calibrate=True, calibrate_samples=400, gamma_power=1.0), d, progress=False)
     return d

@@ -90,12 +90,6 @@ def test_registry_names_are_left_to_the_registries():
     TrainConfig(method="no-such-method", model="no-such-model").validate()  # checked by the CLI and the loop
 
 
-def test_buffer_inits_match_the_replay_buffer():
-    from energen.losses.replay_buffer import BUFFER_INITS
-
-    assert config.BUFFER_INITS == tuple(BUFFER_INITS)
-
-
 def test_config_imports_nothing_from_energen_but_errors():
     tree = ast.parse(Path(config.__file__).read_text())
     local = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level > 0]

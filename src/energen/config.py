@@ -32,7 +32,7 @@ OPTIM = "optimisation"
 BOOKKEEPING = "bookkeeping and hardware"
 GROUPS = (DATA, EQM, RECOVERY, CD, OPTIM, BOOKKEEPING)
 
-BUFFER_INITS = ("uniform", "normal", "data")  # as energen.losses.replay_buffer.BUFFER_INITS
+BUFFER_INITS = ("uniform", "normal", "data")  # where fresh cd chains start (energen.losses.replay_buffer)
 
 _INTERVAL = re.compile(r"(?P<lo_end>[\[(])(?P<lo>[^,]+), (?P<hi>[^\])]+)(?P<hi_end>[\])])")
 _BOUND = re.compile(r"(?P<op>>=|>) (?P<lo>\S+)")

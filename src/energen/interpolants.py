@@ -98,6 +98,6 @@ def default_truncation(data_shape: tuple[int, ...]) -> float:
     A time-free network sees only :math:`x_\\gamma`; in low dimension the posterior over :math:`\\gamma`
     given :math:`x_\\gamma` is broad, so the learned field near the data mixes targets from a wide band of
     :math:`\\gamma`. A short decay band (a = 0.95) narrows that mixing; on 2-D toys it lowers sliced W1 by
-    about a third (README, Results). High-dimensional data keeps the reference's a = 0.8.
+    about a third (docs/methods/eqm.md). High-dimensional data keeps the reference's a = 0.8.
     """
     return 0.95 if math.prod(data_shape) <= 16 else 0.8

@@ -20,7 +20,7 @@ M, V = 0.5, 0.3  # 1-D Gaussian "data" N(M, V): every level's marginal and poste
 
 
 def test_schedule_matches_the_reference_tables():
-    lv = NoiseLevels(6, b2=4e-4)  # CDRL on images (spec A2, A3)
+    lv = NoiseLevels(6, b2=4e-4)  # CDRL on images: the reference's b^2 = 4e-4
     torch.testing.assert_close(lv.logsnr, torch.tensor([9.80, 2.69, 1.20, 0.14, -0.88, -2.17, -5.10]), atol=0.01,
                                rtol=0)  # fmt: skip
     torch.testing.assert_close(lv.sigma, torch.tensor([0.252, 0.424, 0.551, 0.671, 0.808, 0.970]), atol=2e-3, rtol=0)

@@ -19,9 +19,9 @@ Improved CD adds, each switchable:
   samples, which pushes samples apart (an entropy estimate) and counters mode collapse.
 - ``augment``: image chains drawn from the buffer are first moved by a random data augmentation (a
   one-pixel shift here), a large Metropolis-free jump between modes; without the two terms above it makes
-  the energy collapse (spec part D16).
+  the energy collapse (as the Improved-CD paper reports).
 
-Facts and numbers: spec ``cdrl_igebm.md`` part B and pitfalls D13-D17.
+Defaults and the measurements behind them: ``docs/methods/contrastive.md``.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class ContrastiveDivergence:
     :math:`x \leftarrow x - \eta \nabla E + \sigma z`) and noise std ``noise`` (:math:`\sigma`;
     :math:`\sqrt{2\eta}` is exact Langevin at temperature 1, IGEBM uses far less), per-element gradient clip
     ``grad_clip`` and clamping to the data box. It runs in ``eval`` mode, so spectral normalisation makes
-    one power iteration per optimiser step, not one per chain step (spec D4).
+    one power iteration per optimiser step, not one per chain step (as IGEBM's chains run).
 
     Args:
         buffer: the replay buffer (its state is the objective's ``state_dict``).

@@ -16,8 +16,8 @@ CDRL adds an *initializer* :math:`\mu_\phi(x_{i+1}) = x_{i+1} + \mathrm{net}(x_{
 residual, so it starts as DRL) that proposes each chain's start, and is trained to regress onto the
 chain's end (stop-gradient, the same start noise): it learns to absorb the MCMC displacement. CDRL also
 pairs :math:`x_i` and :math:`x_{i+1}` through one shared :math:`\varepsilon` (noise-variance reduction;
-both marginals stay exact) and uses the cosine-logSNR schedule. Facts and numbers: spec ``cdrl_igebm.md``
-part A; where this module departs from the reference code it says so.
+both marginals stay exact) and uses the cosine-logSNR schedule. Where this module departs from the reference
+code it says so; defaults and their reasons: ``docs/methods/recovery.md``.
 """
 
 from __future__ import annotations

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-BUFFER_INITS = ("uniform", "normal", "data")
-
+from ..config import BUFFER_INITS
 
 DATA_START_NOISE = 0.3  # std of the noise added to data points that start fresh chains (init "data"), and the
 
