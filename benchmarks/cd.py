@@ -17,7 +17,6 @@ Training options after ``--`` go to every run (for example ``-- --energy-reg 0.1
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 from common import density_samples, off_support, reference, region_mass, sw1, trained
@@ -61,7 +60,7 @@ for data in a.data:
     for i, (what, settings, start) in enumerate(rows):
         cells = []
         for k in a.lengths:
-            x, _ = run.sample(a.n, seed=1, settings=replace(settings, steps=k), start=start)
+            x, _ = run.sample(a.n, seed=1, settings=settings.with_options(steps=k), start=start)
             cells.append(f"{sw1(run, x, ref):.4f}")
         cells.append(f"{off_support(run, x, ref, fresh):.3f}")
         last = f"{density:.4f} | {density_off:.3f} | {regions} | {floor:.4f}" if i == 0 else " | | |"

@@ -14,7 +14,6 @@ entropy term and shift augmentation). Saves sample grids.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -52,7 +51,7 @@ for v, run in runs.items():
     for start in ("noise", "buffer"):
         cells = []
         for k in a.lengths:
-            x, _ = run.sample(a.n, seed=1, settings=replace(run.default_sampler, steps=k), start=start)
+            x, _ = run.sample(a.n, seed=1, settings=run.default_sampler.with_options(steps=k), start=start)
             cells.append(f"{fd(x):.2f}")
             if start == "noise" and k == run.default_sampler.steps:
                 save_digit_grid(x, ds.info, root / f"digits-{v}.png")

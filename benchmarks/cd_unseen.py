@@ -11,7 +11,6 @@ floor: two fresh draws.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,10 +61,10 @@ for name in a.data:
     xd = density_samples(run, 5000, seed=1)
     cells = []
     for k in (200, 1000):
-        x, _ = run.sample(5000, seed=1, settings=replace(run.default_sampler, steps=k))
+        x, _ = run.sample(5000, seed=1, settings=run.default_sampler.with_options(steps=k))
         cells.append(f"{sw1(run, x, ref):.4f}")
     cells.append(f"{off_support(run, x, ref, fresh):.3f}")
-    x, _ = run.sample(5000, seed=1, settings=replace(run.default_sampler.as_chain(), steps=200))
+    x, _ = run.sample(5000, seed=1, settings=run.default_sampler.as_chain().with_options(steps=200))
     cells += [f"{sw1(run, x, ref):.4f}", f"{sw1(run, xd, ref):.4f}", f"{off_support(run, xd, ref, fresh):.3f}",
               "{:.2f}-{:.2f}".format(*region_mass(xd, ref)), f"{sw1(run, fresh, ref):.4f}"]  # fmt: skip
     print(f"| {name} | " + " | ".join(cells) + " |", flush=True)

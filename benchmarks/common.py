@@ -46,7 +46,7 @@ def sw1(run: Run, x: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def density_samples(run: Run, n: int, *, cells: int = 400, seed: int = 0) -> torch.Tensor:
-    """``n`` draws from the run's density exp(-E / T) (T: its sampler's temperature squared), discretised on a
+    """``n`` draws from the run's density exp(-E / T) (T: its sampler's temperature, 1 for smc), discretised on a
     ``cells`` x ``cells`` grid over the data's range widened by a quarter on each side: a cell by its
     probability, then a uniform point in it. Samples the learned density itself, with no chain; 2-D only."""
     lo, hi = float(run.info.lo), float(run.info.hi)
@@ -56,7 +56,8 @@ def density_samples(run: Run, n: int, *, cells: int = 400, seed: int = 0) -> tor
     gx, gy = torch.meshgrid(mid, mid, indexing="xy")
     e = torch.cat([run.energy(c.float()).double() for c in torch.stack([gx.ravel(), gy.ravel()], 1).split(20_000)])
     g = torch.Generator().manual_seed(seed)
-    i = torch.multinomial(torch.softmax(-e / run.default_sampler.temperature**2, 0), n, replacement=True, generator=g)
+    t = getattr(run.default_sampler, "temperature", 1.0)
+    i = torch.multinomial(torch.softmax(-e / t, 0), n, replacement=True, generator=g)
     x = torch.stack([gx.ravel()[i], gy.ravel()[i]], 1)
     return (x + (torch.rand(n, 2, generator=g, dtype=torch.float64) - 0.5) * (edges[1] - edges[0])).float()
 

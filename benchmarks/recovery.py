@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -68,7 +67,7 @@ for data in a.sweep if "sweep" in a.parts else []:
         for k in sorted(
             {k for k in (run.cfg.langevin_steps, 15, 8, 5, 3) if k <= run.cfg.langevin_steps}, reverse=True
         ):
-            s = replace(run.default_sampler, steps=k)
+            s = run.default_sampler.with_options(steps=k)
             t0 = time.time()
             x, _ = run.sample(a.n, seed=1, settings=s)
             print(f"| {method} | {k} | {sw1(run, x, ref):.4f} | {time.time() - t0:.1f} |", flush=True)

@@ -13,7 +13,6 @@ Saves sample grids.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from common import digits_args, print_class_accuracy, save_digit_grid, trained
@@ -39,7 +38,7 @@ print("| method | K per level | FD-digits | seconds |\n|---|---|---|---|")
 for method, run in runs.items():
     for k in sorted({run.cfg.langevin_steps, 15, 8, 5, 3}, reverse=True):
         t0 = time.time()
-        x, _ = run.sample(a.n, seed=1, settings=replace(run.default_sampler, steps=k))
+        x, _ = run.sample(a.n, seed=1, settings=run.default_sampler.with_options(steps=k))
         seconds = time.time() - t0
         print(f"| {method} (unconditional) | {k} | {frechet_distance(clf.features(x), ref_features):.2f} | "
               f"{seconds:.0f} |", flush=True)  # fmt: skip

@@ -14,7 +14,6 @@ sliced W1 (data standard deviations, 5,000 samples vs 10,000 fresh points):
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 from common import reference, sw1, trained
@@ -36,30 +35,30 @@ print(f"calibrated default: {d.sampler}, K={d.steps}, eta={eta:.4g}, eta*K={hori
 ks = [5, 10, 25, 50, 100, 150, 200, 300, 500, 1000]
 print(f"1. fixed step size eta={eta:.4g}")
 print("| K | eta*K | GD | NAG (mu=0.3) |\n|---|---|---|---|")
-_, gd = run.sample(a.n, seed=1, settings=replace(d, steps=max(ks)), record=ks)
-_, nag = run.sample(a.n, seed=1, settings=replace(d, sampler="nag", steps=max(ks)), record=ks)
+_, gd = run.sample(a.n, seed=1, settings=d.with_options(steps=max(ks)), record=ks)
+_, nag = run.sample(a.n, seed=1, settings=d.switch("nag").with_options(steps=max(ks)), record=ks)
 for k in ks:
     print(f"| {k} | {k * eta:.3g} | {sw1(run, gd.snapshots[k], ref):.4f} | {sw1(run, nag.snapshots[k], ref):.4f} |")
 
 print(f"\n2. fixed total time eta*K={horizon:.3g}")
 print("| K | eta | GD | NAG |\n|---|---|---|---|")
 for k in (5, 10, 20, 50, 100, 400):
-    s = replace(d, steps=k, step_size=horizon / k)
+    s = d.with_options(steps=k, step_size=horizon / k)
     xg, _ = run.sample(a.n, seed=1, settings=s)
-    xn, _ = run.sample(a.n, seed=1, settings=replace(s, sampler="nag"))
+    xn, _ = run.sample(a.n, seed=1, settings=s.switch("nag"))
     print(f"| {k} | {horizon / k:.4g} | {sw1(run, xg, ref):.4f} | {sw1(run, xn, ref):.4f} |")
 
 print("\n3. adaptive stopping (budget 10x the calibrated one) and annealed noise")
 print("| sampler | tol / noise | mean steps | max steps | sliced W1 |\n|---|---|---|---|---|")
-for name, s in [("GD fixed (calibrated)", d), ("GD fixed, 10x budget", replace(d, steps=10 * d.steps))]:
+for name, s in [("GD fixed (calibrated)", d), ("GD fixed, 10x budget", d.with_options(steps=10 * d.steps))]:
     x, o = run.sample(a.n, seed=1, settings=s)
     print(f"| {name} | - | {o.steps.float().mean():.1f} | {int(o.steps.max())} | {sw1(run, x, ref):.4f} |")
 for sampler in ("gd", "nag"):
     for tol in (0.25, 0.5, 1.0, 2.0):
-        x, o = run.sample(a.n, seed=1, settings=replace(d, sampler=sampler, steps=10 * d.steps, tol=tol))
+        x, o = run.sample(a.n, seed=1, settings=d.switch(sampler).with_options(steps=10 * d.steps, tol=tol))
         print(f"| {sampler} adaptive | tol {tol} | {o.steps.float().mean():.1f} | {int(o.steps.max())} "
               f"| {sw1(run, x, ref):.4f} |")  # fmt: skip
 for noise in (0.1, 0.3, 1.0):
-    x, o = run.sample(a.n, seed=1, settings=replace(d, noise=noise))
+    x, o = run.sample(a.n, seed=1, settings=d.with_options(noise=noise))
     print(f"| gd + annealed noise | T0 {noise} | {o.steps.float().mean():.1f} | {int(o.steps.max())} "
           f"| {sw1(run, x, ref):.4f} |")  # fmt: skip
