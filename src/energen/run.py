@@ -99,10 +99,11 @@ class Run:
         if name == settings.name:
             return settings
         if SAMPLERS.get(name).walks_levels:
-            if not self.method.default_sampler(self.cfg, self.info).walks_levels:
+            own = self.method.default_sampler(self.cfg, self.info)
+            if not own.walks_levels:
                 raise ConfigError(f"sampler {name!r} walks the noise levels of a drl or cdrl run, not of "
                                   f"{self.cfg.method!r}")  # fmt: skip
-            return self.method.default_sampler(self.cfg, self.info)
+            return own
         if settings.walks_levels:
             return self.field_sampler(name)
         return settings.switch(name)

@@ -13,7 +13,6 @@ Adding a method means one new module with a subclass of :class:`Method`, and its
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from typing import ClassVar
 
@@ -132,6 +131,3 @@ class Method:
 def fill(cfg: TrainConfig, **defaults) -> TrainConfig:
     """``cfg`` with its ``None`` fields among ``defaults`` set to the default."""
     return replace(cfg, **{k: v for k, v in defaults.items() if getattr(cfg, k) is None})
-
-
-Builder = Callable[..., nn.Module]
