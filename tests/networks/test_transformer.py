@@ -184,6 +184,10 @@ def test_converted_reference_checkpoint_gives_the_same_field(tmp_path):
     one = main([*common[:3], "1", *common[4:], "--out", str(tmp_path / "z1.npy"), "--random-classes", "--seed", "8"])
     assert one == 0  # sample 3 of seed 5 is sample 0 of seed 8: its class comes from its own stream
     np.testing.assert_allclose(np.load(tmp_path / "z1.npy")[0], np.load(tmp_path / "z.npy")[3], rtol=1e-5, atol=1e-6)
+    # the reference's FID command: random classes with guidance
+    assert main([*common, "--out", str(tmp_path / "g.npy"), "--random-classes", "--seed", "5", "--cfg", "1.5"]) == 0
+    assert not np.allclose(np.load(tmp_path / "g.npy"), np.load(tmp_path / "z.npy"))  # guided: not the w = 1 samples
+    assert main([*common, "--out", str(tmp_path / "u.npy"), "--cfg", "1.5"]) == 2  # guidance needs classes
 
 
 def test_converted_energy_checkpoint_is_the_gradient_of_the_dot_energy(tmp_path):

@@ -68,6 +68,7 @@ def sampler_settings(run, a: argparse.Namespace, base=None):
         changes["step_size"] = a.step_size
     changes |= {k: getattr(a, k) for k in OPTION_FLAGS if getattr(a, k) is not None}
     new = settings.with_options(**changes)
-    if getattr(a, "cfg", None) is not None and getattr(a, "label", None) is None:  # sample, inpaint
-        raise ConfigError("--cfg needs --class")
+    classes = getattr(a, "label", None) is not None or getattr(a, "random_classes", False)
+    if getattr(a, "cfg", None) is not None and not classes:  # sample, inpaint
+        raise ConfigError("--cfg needs --class (or --random-classes)")
     return new
