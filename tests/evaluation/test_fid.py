@@ -73,6 +73,56 @@ def test_precision_recall_limits():
     assert p > 0.9 and r < 0.5
 
 
+def _precision_recall_full_matrix(real, fake, k=3):
+    """The former implementation: the whole N x N distance matrix at once."""
+    real, fake = torch.from_numpy(real.astype(np.float64)), torch.from_numpy(fake.astype(np.float64))
+
+    def radius(x):
+        return torch.cdist(x, x).kthvalue(k + 1, dim=1).values
+
+    def covered(points, centres, radii):
+        return float((torch.cdist(points, centres) <= radii[None]).any(dim=1).double().mean())
+
+    return covered(fake, real, radius(real)), covered(real, fake, radius(fake))
+
+
+@pytest.mark.parametrize("rows", [1, 7, 64, 2000])
+def test_chunked_precision_recall_equals_the_full_matrix(rows):
+    rng = np.random.default_rng(4)
+    real = rng.normal(size=(150, 6))
+    fake = 0.8 * rng.normal(size=(120, 6)) + 0.3
+    x = torch.from_numpy(real)
+    full = torch.cdist(x, x).kthvalue(4, dim=1).values.numpy()
+    assert np.allclose(fid._kth_radius(real, 3, rows=rows), full, rtol=1e-12, atol=0)
+    got = fid.precision_recall(real, fake, rows=rows)
+    assert got == _precision_recall_full_matrix(real, fake)
+    assert 0 < got[0] < 1 and 0 < got[1] < 1
+
+
+def test_adm_reference_batch_gives_precision_and_recall(net, tmp_path):
+    """ADM's reference batches hold images as arr_0 (N, H, W, 3) besides mu/sigma: their features are computed."""
+    rng = np.random.default_rng(5)
+    real = rng.integers(0, 256, size=(40, 3, 20, 20), dtype=np.uint8)
+    fake = np.clip(real.astype(int) + rng.integers(-60, 60, size=real.shape), 0, 255).astype(np.uint8)
+    mu, sigma = fid.feature_stats(net.features(real))
+    hwc = real.transpose(0, 2, 3, 1)
+    np.savez(tmp_path / "adm.npz", arr_0=hwc, mu=mu, sigma=sigma, mu_s=np.zeros(3), sigma_s=np.eye(3))
+    np.savez(tmp_path / "images_only.npz", arr_0=hwc)
+    np.savez(tmp_path / "stats_only.npz", mu=mu, sigma=sigma)
+    by_images = fid.image_metrics(fake, net, ref_images=real, splits=2)
+    for name in ("adm.npz", "images_only.npz"):
+        got = fid.image_metrics(fake, net, ref_stats=tmp_path / name, splits=2)
+        for key in ("fid", "precision", "recall"):
+            assert got[key] == pytest.approx(by_images[key], rel=1e-6), (name, key)
+        assert "precision_recall" not in got
+    stats_only = fid.image_metrics(fake, net, ref_stats=tmp_path / "stats_only.npz", splits=2)
+    assert stats_only["fid"] == pytest.approx(by_images["fid"], rel=1e-6)
+    assert "precision" not in stats_only and "statistics only" in stats_only["precision_recall"]
+    np.savez(tmp_path / "empty.npz", other=np.zeros(2))
+    with pytest.raises(DataError, match="'mu' and 'sigma'"):
+        fid.image_metrics(fake, net, ref_stats=tmp_path / "empty.npz")
+
+
 def test_stats_file_round_trip_and_metrics_agree(net, tmp_path):
     rng = np.random.default_rng(2)
     real = rng.integers(0, 256, size=(60, 3, 20, 20), dtype=np.uint8)
@@ -114,5 +164,10 @@ def test_fid_command(net, tmp_path, capsys):
     assert main(["fid", str(tmp_path / "samples.npz"), "--inception", inc, "--ref", str(tmp_path / "s.npz")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["fid"] == pytest.approx(0.0, abs=1e-6) and out["precision"] == 1.0
+    mu, sigma = fid.feature_stats(net.features(fid.read_images(tmp_path / "samples.npz")))
+    np.savez(tmp_path / "adm_ref.npz", arr_0=imgs, mu=mu, sigma=sigma)  # an ADM reference batch: images too
+    assert main(["fid", str(tmp_path / "pngs"), "--inception", inc, "--ref", str(tmp_path / "adm_ref.npz")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["precision"] == 1.0 and out["recall"] == 1.0
     assert main(["fid", str(tmp_path / "samples.npz"), "--inception", inc, "--ref", str(tmp_path / "nope.npz")]) == 2
     assert "nope.npz" in capsys.readouterr().err

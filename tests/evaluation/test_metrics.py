@@ -1,9 +1,12 @@
 import math
+import warnings
 
 import numpy as np
+import pytest
+import scipy.linalg
 import torch
 
-from energen.evaluation.metrics import digits_classifier, frechet_distance, mmd, sliced_w1
+from energen.evaluation.metrics import digits_classifier, frechet_distance, frechet_stats_distance, mmd, sliced_w1
 
 
 def test_sliced_w1_of_a_shift():
@@ -27,6 +30,22 @@ def test_frechet_distance_closed_form():
     assert abs(frechet_distance(a, a + np.array([3.0, 0, 4.0])) - 25.0) < 0.1
     # variances 1 vs 4: (1 - 2)^2 per dimension
     assert abs(frechet_distance(a, 2 * rng.normal(size=(20000, 3))) - 3.0) < 0.15
+
+
+@pytest.mark.parametrize(("d", "n1", "n2"), [(16, 500, 400), (32, 10, 50), (32, 20, 10), (64, 8, 8), (50, 100, 30)])
+def test_frechet_stats_distance_matches_scipy_sqrtm(d, n1, n2):
+    """The eigenvalue trace equals pytorch-fid's sqrtm computation, rank-deficient covariances (n < d) included."""
+    rng = np.random.default_rng(d + n1 + n2)
+    a = rng.normal(size=(n1, d)) @ rng.normal(size=(d, d))
+    b = rng.normal(size=(n2, d)) @ rng.normal(size=(d, d)) + 0.5
+    mu1, s1, mu2, s2 = a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)
+    with warnings.catch_warnings():  # sqrtm warns on singular products
+        warnings.simplefilter("ignore")
+        tr = np.trace(scipy.linalg.sqrtm(s1 @ s2).real)
+    expected = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr
+    got = frechet_stats_distance(mu1, s1, mu2, s2)
+    assert abs(got - expected) <= 1e-6 * abs(expected)
+    assert abs(frechet_stats_distance(mu1, s1, mu1, s1)) <= 1e-6 * np.trace(s1)  # tiny negative eigenvalues clipped
 
 
 def test_digits_classifier_is_accurate_and_deterministic():

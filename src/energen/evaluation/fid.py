@@ -15,7 +15,8 @@ Formulas, as the standard implementations:
 - precision / recall: Kynkäänniemi et al. 2019, k = 3 nearest-neighbour balls in feature space.
 
 Reference statistics are an ``.npz`` with arrays ``mu`` (D,) and ``sigma`` (D, D), the format of
-pytorch-fid's ``--save-stats`` and of ADM's reference batches (which add the features as ``arr_0``).
+pytorch-fid's ``--save-stats``; ``save_stats`` adds the features as ``arr_0`` (N, D), and ADM's reference
+batches add the images as ``arr_0`` (N, H, W, 3), whose features are computed for precision and recall.
 """
 
 from __future__ import annotations
@@ -123,31 +124,72 @@ def inception_score(probs: np.ndarray, splits: int = 10) -> tuple[float, float]:
     return float(np.mean(scores)), float(np.std(scores))
 
 
-def _kth_radius(x: np.ndarray, k: int) -> np.ndarray:
-    d = torch.cdist(torch.from_numpy(x), torch.from_numpy(x))
-    return d.kthvalue(k + 1, dim=1).values.numpy()  # k + 1: the point itself is at distance 0
+def _chunks(n: int, rows: int):
+    for i in range(0, n, rows):
+        yield slice(i, min(i + rows, n))
 
 
-def _covered(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> float:
-    d = torch.cdist(torch.from_numpy(points), torch.from_numpy(centres))
-    return float((d <= torch.from_numpy(radii)[None]).any(dim=1).double().mean())
+def _kth_radius(x: np.ndarray, k: int, rows: int = 2000) -> np.ndarray:
+    """Distance from each point to its k-th nearest other point, ``rows`` points at a time (never N x N)."""
+    t = torch.from_numpy(x)
+    out = [torch.cdist(t[s], t).kthvalue(k + 1, dim=1).values for s in _chunks(len(t), rows)]
+    return torch.cat(out).numpy()  # k + 1: the point itself is at distance 0
 
 
-def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
-    """Share of fake features inside the real k-NN manifold (precision) and of real inside fake (recall)."""
+def _covered(points: np.ndarray, centres: np.ndarray, radii: np.ndarray, rows: int = 2000) -> float:
+    """Share of ``points`` inside at least one ball (centre, radius), ``rows`` points at a time."""
+    p, c, r = torch.from_numpy(points), torch.from_numpy(centres), torch.from_numpy(radii)[None]
+    inside = sum(int((torch.cdist(p[s], c) <= r).any(dim=1).sum()) for s in _chunks(len(p), rows))
+    return inside / len(p)
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, rows: int = 2000) -> tuple[float, float]:
+    """Share of fake features inside the real k-NN manifold (precision) and of real inside fake (recall).
+
+    Distances are computed ``rows`` points at a time: memory is O(rows x N), not the N x N matrix (20 GB in
+    float64 at 50,000 points)."""
     real, fake = real.astype(np.float64), fake.astype(np.float64)
-    return _covered(fake, real, _kth_radius(real, k)), _covered(real, fake, _kth_radius(fake, k))
+    return (_covered(fake, real, _kth_radius(real, k, rows), rows),
+            _covered(real, fake, _kth_radius(fake, k, rows), rows))  # fmt: skip
+
+
+def load_reference(path: str | Path, net: InceptionFeatures) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(mu, sigma, features or None) of a reference ``.npz``.
+
+    ``arr_0`` may hold features (N, D), as written by ``save_stats``, or uint8 images (N, H, W, 3), as in ADM's
+    reference batches: their features are then computed with ``net``, for precision and recall. ``mu`` and
+    ``sigma``, when present, are the FID statistics (ADM's evaluator uses them too); without them the
+    statistics come from the features. Features are None when the file holds statistics only.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = set(z.files)
+            ndim = z["arr_0"].ndim if "arr_0" in names else None
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a reference .npz: {e}") from None
+    feats = None
+    if ndim == 4:
+        feats = net.features(read_images(path))
+    if {"mu", "sigma"} <= names:
+        mu, sigma, stored = load_stats(path)
+        feats = stored if feats is None else feats
+    elif feats is not None:
+        mu, sigma = feature_stats(feats)
+    else:
+        raise DataError(f"{path}: a reference needs arrays 'mu' and 'sigma', or images (N, H, W, 3) as 'arr_0'")
+    return mu, sigma, feats
 
 
 def image_metrics(fake_images, net: InceptionFeatures, *, ref_stats: str | Path | None = None,
-                  ref_images=None, splits: int = 10) -> dict[str, float]:  # fmt: skip
-    """FID and IS of uint8 images (N, 3, H, W) against reference statistics or images; precision and
-    recall too when reference features are at hand."""
+                  ref_images=None, splits: int = 10) -> dict[str, float | int | str]:  # fmt: skip
+    """FID and IS of uint8 images (N, 3, H, W) against a reference ``.npz`` (see ``load_reference``) or
+    images; precision and recall when reference features or images are at hand, otherwise the key
+    ``precision_recall`` says why they are missing."""
     if (ref_stats is None) == (ref_images is None):
         raise ValueError("give exactly one of ref_stats and ref_images")
     fake = net.features(fake_images)
     if ref_stats is not None:
-        mu, sigma, real = load_stats(ref_stats)
+        mu, sigma, real = load_reference(ref_stats, net)
     else:
         real = net.features(ref_images)
         mu, sigma = feature_stats(real)
@@ -156,5 +198,9 @@ def image_metrics(fake_images, net: InceptionFeatures, *, ref_stats: str | Path 
     out = {"n_samples": len(fake), "fid": frechet_stats_distance(*feature_stats(fake), mu, sigma)}
     out["inception_score"], out["inception_score_std"] = inception_score(net.probabilities(fake_images), splits)
     if real is not None:
+        if real.shape[1] != fake.shape[1]:
+            raise DataError(f"reference features have {real.shape[1]} dimensions, the network gives {fake.shape[1]}")
         out["precision"], out["recall"] = precision_recall(real, fake)
+    else:  # said in the result, never dropped silently
+        out["precision_recall"] = "unavailable: the reference holds statistics only (no features or images)"
     return out

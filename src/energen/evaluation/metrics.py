@@ -12,11 +12,9 @@ classifier labels conditional samples for the class-accuracy metric.
 from __future__ import annotations
 
 import functools
-import warnings
 
 import numpy as np
 import torch
-from scipy import linalg
 from torch import Tensor
 
 
@@ -82,15 +80,27 @@ def frechet_distance(fx: np.ndarray, fy: np.ndarray) -> float:
 
 
 def frechet_stats_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
-    """|mu1 - mu2|^2 + tr(s1 + s2 - 2 sqrtm(s1 s2)), as pytorch-fid's ``calculate_frechet_distance``."""
-    with warnings.catch_warnings():  # a singular product is handled below, as pytorch-fid does
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        covmean = linalg.sqrtm(s1 @ s2)
-        if not np.isfinite(covmean).all():
-            eps = 1e-6 * np.eye(len(s1))
-            covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
-    covmean = covmean.real
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    """|mu1 - mu2|^2 + tr(s1 + s2 - 2 sqrtm(s1 s2)), the value of pytorch-fid's ``calculate_frechet_distance``.
+
+    tr sqrtm(s1 s2) is computed from eigenvalues rather than with ``scipy.linalg.sqrtm``: s1 s2 has the
+    same eigenvalues as the symmetric positive semi-definite sqrt(s1) s2 sqrt(s1) (AB and BA do), so they are
+    real and non-negative, and the trace of the square root is the sum of their square roots. Two symmetric
+    eigendecompositions (``eigh``) are exact for singular covariances too (no ``eps`` retry needed) and a few
+    times faster than ``sqrtm`` at 2,048 dimensions. Tiny negative eigenvalues from rounding are clipped to 0.
+    """
+    mu1, mu2 = np.asarray(mu1, dtype=np.float64), np.asarray(mu2, dtype=np.float64)
+    s1, s2 = np.asarray(s1, dtype=np.float64), np.asarray(s2, dtype=np.float64)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * trace_sqrt_product(s1, s2))
+
+
+def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
+    """tr sqrtm(s1 s2) for symmetric positive semi-definite s1 and s2, from eigenvalues (see above)."""
+    s1, s2 = (s1 + s1.T) / 2, (s2 + s2.T) / 2
+    w, v = np.linalg.eigh(s1)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T  # sqrt(s1)
+    m = root1 @ s2 @ root1
+    ev = np.linalg.eigvalsh((m + m.T) / 2)
+    return float(np.sqrt(np.clip(ev, 0, None)).sum())
 
 
 class DigitsClassifier:
