@@ -18,21 +18,57 @@ from __future__ import annotations
 
 import json
 import os
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
-from ..utils import atomic_write_bytes, atomic_write_json
+from ..utils import atomic_write_json, atomic_write_path
 
 FORMAT_VERSION = 1
 
 
+def _streamable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors as ``safetensors.torch.save_file`` accepts them, copying as little as possible.
+
+    Non-contiguous tensors are made contiguous; of tensors whose bytes overlap (views of one storage, the
+    same tensor under two names) the first keeps its storage and the others are cloned. Everything else is
+    written straight from its own memory.
+    """
+    out = {k: v.detach() for k, v in tensors.items()}
+    out = {k: v if v.is_contiguous() else v.contiguous() for k, v in out.items()}
+    by_storage: dict[tuple, list[str]] = defaultdict(list)
+    for k, v in out.items():
+        if v.device.type == "meta":
+            continue
+        storage = v.untyped_storage()
+        if storage.data_ptr() != 0 and storage.nbytes() != 0:
+            by_storage[(v.device, storage.data_ptr())].append(k)
+    for names in by_storage.values():
+        if len(names) < 2:
+            continue
+        spans = sorted((t.data_ptr(), t.data_ptr() + t.nbytes, k) for k, t in ((k, out[k]) for k in names))
+        stop = 0
+        for start, end, k in spans:
+            if start < stop:
+                out[k] = out[k].clone()
+            else:
+                stop = max(stop, end)
+    return out
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    atomic_write_bytes(path, save(tensors, metadata=metadata))
+    """Write ``tensors`` to a safetensors file atomically, streaming them to disk without a copy in memory.
+
+    The file is written to a temporary name in the same directory, fsynced and renamed over ``path`` (see
+    :func:`energen.utils.atomic_write_path`); it gets the permissions the umask gives a new file.
+    """
+    tensors = _streamable(tensors)
+    with atomic_write_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
