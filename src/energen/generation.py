@@ -45,7 +45,8 @@ def generate(run_dir: str | Path, n: int, out: str | Path, *,
         label: the class of every sample (conditional runs).
         random_classes: sample ``i`` of a class drawn uniformly from the stream ``seed + i`` (conditional runs).
         cfg_scale: classifier-free guidance weight.
-        start: ``"noise"`` or ``"buffer"`` (cd runs: chains start from the replay buffer).
+        start: ``"noise"``, ``"buffer"`` (cd runs: chains start from the replay buffer), or a file of ``n`` starts
+            in the data's coordinates and layout (``.npy``, ``.npz`` or a PNG folder, as this function writes).
         npz: with a directory ``out``: also gather its PNGs into this ADM ``.npz``.
         vae: latent runs: the VAE folder to decode with (default: the one the run names).
         overwrite: replace existing outputs (PNGs in a directory ``out`` are removed first).
@@ -57,7 +58,7 @@ def generate(run_dir: str | Path, n: int, out: str | Path, *,
     """
     import torch
 
-    from .data.samples import image_decoder, png_folder_to_npz, write_samples
+    from .data.samples import image_decoder, png_folder_to_npz, read_samples, write_samples
     from .run import Run
     from .training import distributed as dist
 
@@ -76,6 +77,11 @@ def generate(run_dir: str | Path, n: int, out: str | Path, *,
     if out.suffix != ".npy":
         image_decoder(run.info, vae)  # fails now, not after sampling
     chosen = settings(run) if callable(settings) else (settings or run.default_sampler)
+    starts = start
+    if start not in ("noise", "buffer"):
+        starts = read_samples(start, run.info)
+        if len(starts) != n:
+            raise ConfigError(f"--start {str(start)!r} holds {len(starts)} starts for --n {n}")
     lo, hi = n * rank // world, n * (rank + 1) // world
     labels = label
     if random_classes:
@@ -88,7 +94,7 @@ def generate(run_dir: str | Path, n: int, out: str | Path, *,
             f.unlink()
     dist.barrier()  # every rank has checked its outputs before any writes
     x, o = run.sample(hi - lo, seed=seed + lo, settings=chosen, label=labels, cfg_scale=cfg_scale,
-                      batch_size=batch_size, start=start)  # fmt: skip
+                      batch_size=batch_size, start=starts if isinstance(starts, str) else starts[lo:hi])  # fmt: skip
     if out.suffix == "":
         write_samples(x, run.info, out, first_index=lo, vae=vae, device=dev)
     parts = dist.gather_to_main((x.cpu() if out.suffix else None, o.steps.float().cpu(), o.nfe))

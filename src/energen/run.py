@@ -115,20 +115,25 @@ class Run:
 
     def sample(self, n: int, *, seed: int = 0, settings: SamplerSettings | None = None, label: int | None = None,
                cfg_scale: float = 1.0, batch_size: int = 1000, record=(),
-               start: str = "noise") -> tuple[Tensor, SamplerOutput]:  # fmt: skip
+               start: str | Tensor = "noise") -> tuple[Tensor, SamplerOutput]:  # fmt: skip
         """Draw ``n`` samples; sample ``i`` uses the noise stream seeded ``seed + i`` (batch-size invariant).
 
-        ``start``: ``"noise"`` (a standard normal draw) or ``"buffer"`` (cd runs: chains start from points
-        of the training replay buffer, drawn with replacement by a generator seeded ``seed``).
+        ``start``: ``"noise"`` (a standard normal draw), ``"buffer"`` (cd runs: chains start from points
+        of the training replay buffer, drawn with replacement by a generator seeded ``seed``), or the starts
+        themselves, shape (n, ...) in data coordinates (to reproduce or compare a trajectory).
 
         Returns samples in data coordinates, model layout, and the sampler outputs of all batches merged:
         ``steps`` and ``field_norm`` per sample, ``snapshots`` in data coordinates, and ``nfe`` summed
         over the batches of ``batch_size``.
         """
-        if start not in ("noise", "buffer"):
-            raise ConfigError(f"start must be 'noise' or 'buffer', got {start!r}")
         x0 = None
-        if start == "buffer":
+        if isinstance(start, Tensor):
+            if tuple(start.shape) != (n, *self.info.shape):
+                raise ConfigError(f"{n} starts of shape {self.info.shape} needed, got shape {tuple(start.shape)}")
+            x0 = self.info.normalize(start.float())
+        elif start not in ("noise", "buffer"):
+            raise ConfigError(f"start must be 'noise', 'buffer' or the starts themselves, got {start!r}")
+        elif start == "buffer":
             buf = self.buffer()
             x0 = buf[torch.randint(0, len(buf), (n,), generator=torch.Generator().manual_seed(seed))]
         labels = None if label is None else self.labels(label, n)

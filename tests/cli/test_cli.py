@@ -217,3 +217,23 @@ def test_generate_is_what_sample_writes(tiny_run, tmp_path, capsys):
         generate(tiny_run, 3, tmp_path / "g.npz")
     short = generate(tiny_run, 5, tmp_path / "k.npy", settings=lambda run: replace(run.default_sampler, steps=3))
     assert short["sampler"]["steps"] == 3 and short["max_steps"] <= 3
+
+
+def test_sample_starts_from_the_points_of_a_file(tiny_run, tmp_path, capsys):
+    """``--start FILE``: the sampler runs from given points (data coordinates), as a manual run of it does."""
+    import torch
+
+    from energen import Run
+    from energen.samplers.gradient_descent import GradientDescent
+
+    run = Run(tiny_run)
+    x0 = torch.randn(8, 2, generator=torch.Generator().manual_seed(3)) * 2
+    np.save(tmp_path / "x0.npy", x0.numpy())
+    args = ["sample", str(tiny_run), "--n", "8", "--start", str(tmp_path / "x0.npy"), "--sampler", "gd", "--steps", "7",
+            "--step-size", "0.01", "--noise", "0", "--batch-size", "3"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "y.npy")]) == 0
+    z = GradientDescent(steps=7, step_size=0.01)(run.field, run.info.normalize(x0)).x
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), run.info.denormalize(z).numpy(), rtol=1e-5, atol=1e-6)
+    capsys.readouterr()
+    assert main([*args[:3], "9", *args[4:], "--out", str(tmp_path / "w.npy")]) == 2  # 8 starts for 9 samples
+    assert "holds 8 starts" in capsys.readouterr().err and not (tmp_path / "w.npy").exists()

@@ -17,8 +17,10 @@ def register(sub) -> None:
     s.add_argument("--npz", help="with a directory --out: also gather its PNGs into this ADM .npz")
     s.add_argument("--vae", help="latent runs: the VAE folder to decode with (default: the one the run names)")
     add_sampler_args(s)
-    s.add_argument("--start", choices=["noise", "buffer"], default="noise",
-                   help="where chains start: Gaussian noise, or the replay buffer of a cd run")  # fmt: skip
+    s.add_argument("--start", default="noise", metavar="{noise,buffer,FILE}",
+                   help="where chains start: Gaussian noise, the replay buffer of a cd run, or the points in FILE "
+                   "(.npy, .npz or PNG folder in the data's coordinates and layout, as sample writes them; one per "
+                   "sample)")  # fmt: skip
     s.add_argument("--class", dest="label", type=int, help="class to generate (conditional runs)")
     s.add_argument(
         "--random-classes",
