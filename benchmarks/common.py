@@ -56,8 +56,7 @@ def density_samples(run: Run, n: int, *, cells: int = 400, seed: int = 0) -> tor
     gx, gy = torch.meshgrid(mid, mid, indexing="xy")
     e = torch.cat([run.energy(c.float()).double() for c in torch.stack([gx.ravel(), gy.ravel()], 1).split(20_000)])
     g = torch.Generator().manual_seed(seed)
-    t = getattr(run.default_sampler, "temperature", 1.0)
-    i = torch.multinomial(torch.softmax(-e / t, 0), n, replacement=True, generator=g)
+    i = torch.multinomial(torch.softmax(-e / run.temperature, 0), n, replacement=True, generator=g)
     x = torch.stack([gx.ravel()[i], gy.ravel()[i]], 1)
     return (x + (torch.rand(n, 2, generator=g, dtype=torch.float64) - 0.5) * (edges[1] - edges[0])).float()
 

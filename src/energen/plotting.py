@@ -67,7 +67,7 @@ def plot_run(run: Run, out: str | Path, *, n: int = 2000, seed: int = 0) -> None
     pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
     z = info.normalize(pts)
     scale = torch.tensor(info.scale)
-    temp = getattr(run.default_sampler, "temperature", 1.0)  # Langevin at temperature T samples exp(-E / T)
+    temp = run.temperature
     density = run.method.models_density and temp > 0
     # a density run gets the energy beside its density: exp(-E) can put nearly all its mass in a few sharp wells
     # and hide the modes that E still has

@@ -61,6 +61,12 @@ class Run:
         """A time-dependent velocity (flow matching): no energy, no equilibrium, no product of experts."""
         return self.method.learns_velocity
 
+    @property
+    def temperature(self) -> float:
+        """The temperature T of the default sampler: Langevin at T samples exp(-E / T); 1 for samplers without
+        one (smc samples exp(-E))."""
+        return getattr(self.default_sampler, "temperature", 1.0)
+
     def needs_noise_level(self, settings: SamplerSettings) -> bool:
         """Whether ``settings`` start from a noise level (flow matching's time, the recovery sampler's level)
         rather than descending from any point, as the time-free methods (EqM, EqM-E, cd) do."""
