@@ -124,3 +124,15 @@ def test_flags_and_config_files_give_the_same_config(tmp_path):
     (tmp_path / "c.yaml").write_text("method: cd\nbuffer-size: 500\nspectral_norm: false\ndata-scale: 2\n")
     from_file = TrainConfig.from_dict(config.read_config_file(str(tmp_path / "c.yaml")))
     assert TrainConfig.from_dict(TrainConfig.parse_flags(argv)) == from_file
+
+
+def test_the_example_configs_are_valid():
+    from pathlib import Path
+
+    from energen.config import TrainConfig, read_config_file
+
+    files = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
+    assert len(files) >= 2
+    for f in files:
+        cfg = TrainConfig(**read_config_file(str(f))).validate()
+        assert cfg.method == "eqm" and cfg.hflip and cfg.gamma_power == 1.0 and cfg.c_a == 0.8

@@ -33,6 +33,7 @@ BOOKKEEPING = "bookkeeping and hardware"
 GROUPS = (DATA, EQM, RECOVERY, CD, OPTIM, BOOKKEEPING)
 
 BUFFER_INITS = ("uniform", "normal", "data")  # where fresh cd chains start (energen.losses.replay_buffer)
+PARALLEL = ("ddp", "fsdp")  # data parallelism over torchrun processes (energen.training.distributed)
 
 _INTERVAL = re.compile(r"(?P<lo_end>[\[(])(?P<lo>[^,]+), (?P<hi>[^\])]+)(?P<hi_end>[\])])")
 _BOUND = re.compile(r"(?P<op>>=|>) (?P<lo>\S+)")
@@ -181,6 +182,10 @@ class TrainConfig:
                          choices=("auto", "cpu", "cuda"))  # fmt: skip
     bf16: bool = option(True, "bf16 autocast on CUDA (ignored on CPU)", group=BOOKKEEPING)
     tf32: bool = option(True, "TF32 matmuls/convolutions on CUDA (as the reference)", group=BOOKKEEPING)
+    parallel: str = option("ddp", "data parallelism over the processes of torchrun: ddp (DistributedDataParallel, "
+                           "a full replica per process) or fsdp (FSDP2 fully_shard: weights, gradients and AdamW "
+                           "state sharded between steps, for models whose training state does not fit)",
+                           group=BOOKKEEPING, choices=PARALLEL)  # fmt: skip
     compile: bool = option(False, "torch.compile the model for training", group=BOOKKEEPING)
     grad_checkpointing: bool = option(False, "transformer backbones: recompute each block in the backward pass "
                                       "(saves memory)", group=BOOKKEEPING)  # fmt: skip

@@ -106,6 +106,9 @@ def energy_source(field: Field) -> EnergyField | FieldEnergy:
     return FieldEnergy(field)
 
 
+GUIDANCE_RULES = ("all", "reference")
+
+
 class GuidedField:
     r"""Classifier-free guidance: :math:`f = f(x, \varnothing) + w\,[f(x, y) - f(x, \varnothing)]`.
 
@@ -113,24 +116,39 @@ class GuidedField:
     unconditional evaluations share one batched call. The requested classes come in as ``y`` at call
     time (shape (B,)), so samplers that evaluate a subset of the batch pass the matching labels.
 
+    Two rules (``rule``):
+
+    - ``"all"``: every entry is guided, for every ``w`` (the standard rule).
+    - ``"reference"``: the EqM (and DiT/SiT) reference code's rule: only channels 0-2 (dimension 1) are guided;
+      the other channels keep the conditional output; and guidance applies only for ``w > 1`` (for ``w <= 1``
+      the field is the plain conditional one). On 4-channel SD-VAE latents the last channel is unguided. It is
+      the default of EqM runs on latents, so that converted checkpoints sample as the reference does.
+
     Args:
         field: a field trained with label dropout, where label ``null_label`` means "no class".
         scale: the guidance weight ``w``.
         null_label: the label standing for "unconditional".
+        rule: ``"all"`` or ``"reference"``.
     """
 
-    def __init__(self, field: Field, *, scale: float, null_label: int):
-        self.field, self.scale, self.null_label = field, float(scale), int(null_label)
+    def __init__(self, field: Field, *, scale: float, null_label: int, rule: str = "all"):
+        if rule not in GUIDANCE_RULES:
+            raise ValueError(f"guidance rule must be one of {', '.join(GUIDANCE_RULES)}, got {rule!r}")
+        self.field, self.scale, self.null_label, self.rule = field, float(scale), int(null_label), rule
 
     def __call__(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         if y is None:
             raise ValueError("GuidedField needs the requested classes y")
-        if self.scale == 1.0:
+        if self.scale == 1.0 or (self.rule == "reference" and self.scale <= 1.0):
             return self.field(x, t, y)
         null = torch.full_like(y, self.null_label)
         tt = None if t is None else torch.cat([t, t])
         cond, uncond = self.field(torch.cat([x, x]), tt, torch.cat([y, null])).chunk(2)
-        return uncond + self.scale * (cond - uncond)
+        if self.rule == "all":
+            return uncond + self.scale * (cond - uncond)
+        out = cond.clone()
+        out[:, :3] = uncond[:, :3] + self.scale * (cond[:, :3] - uncond[:, :3])
+        return out
 
 
 class SumField:

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .data.info import DataInfo
 from .errors import CheckpointError, ConfigError
-from .fields import Field, GuidedField, has_energy
+from .fields import GUIDANCE_RULES, Field, GuidedField, has_energy
 from .methods import METHODS, Method, saved_config
 from .samplers.base import SamplerOutput
 from .samplers.registry import SAMPLERS
@@ -45,6 +45,8 @@ class Run:
         path = self.dir / "sampler.json"
         self.default_sampler = (SamplerSettings.from_json(read_json(path), where=str(path)) if path.exists()
                                 else self.method.default_sampler(self.cfg, self.info))  # fmt: skip
+        self.guidance = self.method.guidance_rule(self.info)
+        """The classifier-free guidance rule, "all" or "reference" (:class:`~energen.fields.GuidedField`)."""
 
     @property
     def field(self) -> Field:
@@ -117,7 +119,9 @@ class Run:
     def guided_field(self, scale: float) -> Field:
         if self.num_classes == 0:
             raise ConfigError("this run is unconditional; train with --conditional to sample a class")
-        return GuidedField(self.field, scale=scale, null_label=self.num_classes)
+        if self.guidance not in GUIDANCE_RULES:
+            raise ConfigError(f"guidance rule must be one of {', '.join(GUIDANCE_RULES)}, got {self.guidance!r}")
+        return GuidedField(self.field, scale=scale, null_label=self.num_classes, rule=self.guidance)
 
     def sample(self, n: int, *, seed: int = 0, settings: SamplerSettings | None = None, label: int | None = None,
                cfg_scale: float = 1.0, batch_size: int = 1000, record=(),

@@ -213,3 +213,20 @@ def test_convert_refuses_pickled_code_and_foreign_files(tmp_path):
     with pytest.raises(CheckpointError, match="SiT/DiT"):
         convert(other, tmp_path / "b")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_any_transformer_size_by_name_and_the_reference_sampler_by_size():
+    from energen.convert import reference_sampler
+
+    net = MODELS.get("DiT-2x32-h4/4")(NetSpec((3, 8, 8), num_classes=5))
+    assert isinstance(net, DiT) and len(net.blocks) == 2 and net.blocks[0].attn.heads == 4 and net.patch == 4
+    assert net(torch.randn(2, 3, 8, 8), None, torch.tensor([0, 5])).shape == (2, 3, 8, 8)
+    assert "DiT-2x32-h4/4" in MODELS and "DiT-2x30-h4/2" in MODELS
+    with pytest.raises(ConfigError, match="divisible by heads"):
+        MODELS.get("DiT-2x30-h4/2")
+    with pytest.raises(ConfigError, match="a name like DiT-2x64-h4/2"):
+        MODELS.get("DiT-2x32/2")
+    # the paper's samplers: EqM-B/2 by GD at 0.003, the others (XL/2) by NAG-GD at 0.0017, mu 0.3; 249 updates
+    assert reference_sampler("EqM-B/2").to_json() == {"sampler": "gd", "format": 2, "steps": 249, "step_size": 0.003,
+                                                      "tol": None, "noise": 0.0}  # fmt: skip
+    assert reference_sampler("EqM-XL/2").to_json()["momentum"] == 0.3

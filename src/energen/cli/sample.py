@@ -6,7 +6,7 @@ import argparse
 import json
 
 from .options import add_common_args, positive_int
-from .sampler_options import add_sampler_args, sampler_settings
+from .sampler_options import add_guidance_args, add_sampler_args, sampler_settings
 
 
 def register(sub) -> None:
@@ -27,7 +27,7 @@ def register(sub) -> None:
         action="store_true",
         help="conditional runs: sample i of class drawn uniformly from stream SEED+i (FID on ImageNet)",
     )
-    s.add_argument("--cfg", type=float, help="classifier-free guidance weight (with --class; default 1)")
+    add_guidance_args(s, "classifier-free guidance weight (with --class or --random-classes; default 1)")
     add_common_args(s)
     s.set_defaults(func=_cmd_sample)
 

@@ -49,9 +49,21 @@ def add_sampler_args(s: argparse.ArgumentParser) -> None:
     g.add_argument("--ode-method", choices=ODE_METHODS, help="ode: the torchdiffeq method (default heun2)")
 
 
+def add_guidance_args(s: argparse.ArgumentParser, cfg_help: str) -> None:
+    """``--cfg`` (the guidance weight) and ``--guidance`` (its rule) of the commands that take classes."""
+    from ..fields import GUIDANCE_RULES
+
+    s.add_argument("--cfg", type=float, help=cfg_help)
+    s.add_argument("--guidance", choices=GUIDANCE_RULES,
+                   help="with --cfg: guide every entry for every weight (all), or the EqM reference's rule, "
+                   "channels 0-2 and only for a weight > 1 (reference); default: reference for EqM on VAE "
+                   "latents, else all")  # fmt: skip
+
+
 def sampler_settings(run, a: argparse.Namespace, base=None):
     """The run's default sampler (or ``base``), switched to ``--sampler`` and changed by the other sampler flags of
-    ``a``; a flag the resulting sampler does not use raises :class:`~energen.errors.ConfigError`."""
+    ``a``; a flag the resulting sampler does not use raises :class:`~energen.errors.ConfigError`. ``--guidance``
+    sets the run's guidance rule."""
     settings = dataclasses.replace(base or run.default_sampler, extra={})
     if a.sampler is not None:
         settings = run.switch_sampler(settings, a.sampler)
@@ -71,4 +83,8 @@ def sampler_settings(run, a: argparse.Namespace, base=None):
     classes = getattr(a, "label", None) is not None or getattr(a, "random_classes", False)
     if getattr(a, "cfg", None) is not None and not classes:  # sample, inpaint
         raise ConfigError("--cfg needs --class (or --random-classes)")
+    if getattr(a, "guidance", None) is not None:
+        if a.cfg is None:
+            raise ConfigError("--guidance is the rule of --cfg; pass --cfg too")
+        run.guidance = a.guidance
     return new

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .options import add_common_args, add_task_args, check_new_output, nonneg_float, positive_float, positive_int
-from .sampler_options import add_sampler_args, sampler_settings
+from .sampler_options import add_guidance_args, add_sampler_args, sampler_settings
 
 
 def register(sub) -> None:
@@ -35,7 +35,7 @@ def register(sub) -> None:
     ip.add_argument("--out", required=True, help="completions, input-major: " + io_help)
     ip.add_argument("--completions", type=positive_int, default=1, help="completions per input")
     ip.add_argument("--class", dest="label", type=int, help="complete as this class (conditional runs)")
-    ip.add_argument("--cfg", type=float, help="classifier-free guidance weight (with --class; default 1)")
+    add_guidance_args(ip, "classifier-free guidance weight (with --class; default 1)")
     ip.add_argument(
         "--rounds",
         type=positive_int,
@@ -92,7 +92,7 @@ def register(sub) -> None:
         default=0.5,
         help="noise fraction s of the start (1-s) x + s eps, in (0, 1); default 0.5",
     )
-    tr.add_argument("--cfg", type=float, help="classifier-free guidance weight (default 1)")
+    add_guidance_args(tr, "classifier-free guidance weight (default 1)")
     add_sampler_args(tr)
     add_task_args(tr)
     tr.set_defaults(func=_cmd_translate)

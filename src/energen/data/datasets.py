@@ -12,6 +12,7 @@ data at hand and samples always come back in the data's own coordinates and layo
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -138,18 +139,32 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def latent_dataset(path: Path) -> Dataset:
-    """A latent directory written by ``energen encode`` (see :mod:`energen.latents`), memory-mapped."""
-    from ..data.latents import read_latent_dir
+    """A latent directory written by ``energen encode`` (see :mod:`energen.data.latents`), memory-mapped.
 
-    z, y, meta = read_latent_dir(path)
-    labels, k = (None, 0) if y is None else _check_labels(y, len(z), str(path))
-    ref = torch.from_numpy(np.asarray(z[: min(len(z), 1000)], dtype=np.float32))
-    scale = float(meta["latent_scale"])
-    lo, hi = float(ref.min()), float(ref.max())
-    info = DataInfo(name=path.name, kind="image", shape=tuple(z.shape[1:]), layout="nchw", num_classes=k,
-                    shift=[0.0], scale=[1.0 / scale], lo=lo, hi=hi,
-                    decoder={"vae": meta["vae"], "latent_scale": scale})  # fmt: skip
-    return Dataset(info, train_x=z, train_y=labels, ref_x=ref, ref_y=None if labels is None else labels[: len(ref)])
+    Format 2 (posterior moments of both flips) gives a :class:`~energen.data.latents.LatentDataset`: a fresh
+    posterior sample of a random flip per step. Format 1 (posterior means) trains as it always did, with a
+    warning. Either way the model sees latents times the latent scale, and the reference set is (a fixed
+    posterior sample of) the first 1,000 images."""
+    from ..data.latents import LatentDataset, posterior_draw, read_latent_dir
+
+    d = read_latent_dir(path)
+    labels, k = (None, 0) if d.labels is None else _check_labels(d.labels, len(d.arrays), str(path))
+    n_ref = min(len(d.arrays), 1000)
+    if d.format == 1:
+        msg = (f"{path}: latent directory of format 1 (posterior means): trains on the same mean each step and "
+               "--hflip mirrors latents; re-encode it for posterior samples of exact flips")  # fmt: skip
+        warnings.warn(msg, stacklevel=2)
+        ref = torch.from_numpy(np.asarray(d.arrays[:n_ref], dtype=np.float32))
+    else:
+        ref = posterior_draw(d.arrays[:n_ref], seed=0)
+    scale = float(d.meta["latent_scale"])
+    info = DataInfo(name=path.name, kind="image", shape=d.latent_shape, layout="nchw", num_classes=k,
+                    shift=[0.0], scale=[1.0 / scale], lo=float(ref.min()), hi=float(ref.max()),
+                    decoder={"vae": d.meta["vae"], "latent_scale": scale})  # fmt: skip
+    ref_y = None if labels is None else labels[:n_ref]
+    if d.format == 1:
+        return Dataset(info, train_x=d.arrays, train_y=labels, ref_x=ref, ref_y=ref_y)
+    return LatentDataset(info, d.arrays, train_y=labels, ref_x=ref, ref_y=ref_y)
 
 
 def load_dataset(spec: str, image_size: int | None = None) -> Dataset:

@@ -118,9 +118,10 @@ class Dataset:
         """The normalised training batch of one rank at one optimiser step: (x, y or None).
 
         Finite data is visited in epochs, each in the order of a permutation seeded by the epoch number,
-        so the batch is a function of ``step`` only: resuming needs no data-loader state. Toys are drawn
-        fresh from ``generator``. ``batch_size`` is the global batch; each rank takes its slice. ``hflip``:
-        each image is mirrored left-right with probability 1/2 (drawn from ``generator``).
+        so which examples a batch holds is a function of ``step`` only: resuming needs no data-loader state.
+        Everything random is drawn from ``generator``: toys, flips and (latent data) posterior samples.
+        ``batch_size`` is the global batch; each rank takes its slice. ``hflip``: each image is mirrored
+        left-right with probability 1/2.
         """
         per_rank = batch_size // world
         if self.draw is not None:
@@ -134,6 +135,10 @@ class Dataset:
             sel = epochs == e
             idx[sel] = perm[pos[sel] % n]
         y = None if self.train_y is None else self.train_y[idx]
+        return self._examples(idx, generator, hflip), y
+
+    def _examples(self, idx: Tensor, generator: torch.Generator, hflip: bool) -> Tensor:
+        """The normalised training examples ``idx`` (B,), each mirrored with probability 1/2 when ``hflip``."""
         if self._train_norm is None:
             x = self.info.normalize(torch.from_numpy(np.asarray(self.train_x[idx.numpy()], dtype=np.float32)))
         else:
@@ -141,7 +146,7 @@ class Dataset:
         if hflip:
             flip = torch.rand(len(x), generator=generator) < 0.5
             x = torch.where(flip.reshape(-1, *[1] * (x.ndim - 1)), x.flip(-1), x)
-        return x, y
+        return x
 
     def reference(self, n: int | None = None, seed: int = 12345) -> tuple[Tensor, Tensor | None]:
         """Held-out data in data coordinates: fresh draws for toys, the test split otherwise."""

@@ -50,11 +50,16 @@ class FieldMatching:
         self.gamma_power = gamma_power
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None, generator: torch.Generator) -> LossOutput:
-        """x: shape (B, ...) normalised data; y: shape (B,) labels or None."""
+        """x: shape (B, ...) normalised data; y: shape (B,) labels or None. Draws the noise, gamma and the label
+        dropout from ``generator``, then :meth:`losses_at`."""
         n = x.shape[0]
         eps = torch.randn(x.shape, generator=generator).to(x.device)
         gamma = torch.rand(n, generator=generator).pow(1 / self.gamma_power).to(x.device)
         y = drop_labels(y, self.label_dropout, self.num_classes, generator)
+        return self.losses_at(model, x, y, eps, gamma)
+
+    def losses_at(self, model: nn.Module, x: Tensor, y: Tensor | None, eps: Tensor, gamma: Tensor) -> LossOutput:
+        """The per-sample losses at given noise ``eps`` (x's shape) and ``gamma`` (shape (B,)), labels as given."""
         ps = self.path.sample(x, eps, gamma)
         target = ps.velocity * expand_like(self.weighting(gamma), x)
         pred = model(ps.x_t, gamma if self.time_conditioned else None, y)

@@ -87,6 +87,10 @@ class Method:
         """The sampler of a run before (or without) calibration."""
         raise NotImplementedError
 
+    def guidance_rule(self, info: DataInfo) -> str:
+        """The classifier-free guidance rule of a run on ``info`` (:class:`~energen.fields.GuidedField`): "all"."""
+        return "all"
+
     def field_sampler(self, model: nn.Module, default: SamplerSettings, name: str | None = None) -> SamplerSettings:
         """Settings of the field sampler ``name`` on this method's model (``None``: the run's own, made able to
         start anywhere): the run's default, switched to ``name`` keeping its steps and step size."""

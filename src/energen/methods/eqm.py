@@ -56,3 +56,8 @@ class EquilibriumMatching(Method):
 
     def default_sampler(self, cfg: TrainConfig, info: DataInfo) -> GDSettings:
         return GDSettings(steps=100, step_size=0.005)
+
+    def guidance_rule(self, info: DataInfo) -> str:
+        """On VAE latents, the reference's rule (channels 0-2, only for w > 1), so that converted checkpoints
+        sample as the reference does; elsewhere every entry."""
+        return "reference" if info.decoder is not None else "all"

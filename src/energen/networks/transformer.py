@@ -1,7 +1,9 @@
 """The adaLN-Zero vision transformer of DiT and SiT, the backbone of EqM's ImageNet models.
 
 Registered as ``EqM-{S,B,L,XL}/{2,4,8}`` with the reference sizes (depth, width, heads):
-S = (12, 384, 6), B = (12, 768, 12), L = (24, 1024, 16), XL = (28, 1152, 16), patch 2, 4 or 8.
+S = (12, 384, 6), B = (12, 768, 12), L = (24, 1024, 16), XL = (28, 1152, 16), patch 2, 4 or 8; any other size
+as ``DiT-{depth}x{width}-h{heads}/{patch}`` (e.g. ``DiT-2x64-h4/2``; ``energen convert`` names a checkpoint of
+a size without a preset this way).
 
 - The image (C, H, W) is cut into p x p patches, embedded linearly, plus fixed 2-D sin-cos positions.
 - Each block is attention + MLP, each preceded by a parameter-free LayerNorm whose shift and scale, and
@@ -162,7 +164,7 @@ class DiT(nn.Module):
                 h = checkpoint(block, h, c, use_reentrant=False)
             else:
                 h = block(h, c)
-        self.features = h.mean(dim=1)
+        self.features = h  # the last block's output (B, tokens, width): the reference's dispersive-loss input
         out = self.final(h, c)  # (B, T, p*p*C_out)
         if self.spec.scalar:
             return out.reshape(b, -1).sum(dim=1)
@@ -183,6 +185,20 @@ def _builder(depth: int, dim: int, heads: int, patch: int):
     return lambda spec: DiT(spec, depth=depth, dim=dim, heads=heads, patch=patch)
 
 
+def model_name(depth: int, dim: int, heads: int, patch: int) -> str:
+    """The registered name of a transformer of this size: the reference's preset when there is one."""
+    size = next((s for s, d in SIZES.items() if d == (depth, dim, heads)), None)
+    return f"EqM-{size}/{patch}" if size is not None and patch in PATCHES else f"DiT-{depth}x{dim}-h{heads}/{patch}"
+
+
+def _custom(m) -> object:
+    depth, dim, heads, patch = (int(v) for v in m.groups())
+    if min(depth, dim, heads, patch) < 1 or dim % heads:
+        raise ConfigError(f"model {m.group(0)!r}: depth, width, heads and patch must be >= 1, width divisible by heads")
+    return _builder(depth, dim, heads, patch)
+
+
 for _size, (_depth, _dim, _heads) in SIZES.items():
     for _patch in PATCHES:
         MODELS.add(f"EqM-{_size}/{_patch}", _builder(_depth, _dim, _heads, _patch))
+MODELS.add_pattern(r"DiT-(\d+)x(\d+)-h(\d+)/(\d+)", _custom, "DiT-2x64-h4/2 (depth x width - heads / patch)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,7 +34,7 @@ from . import distributed as dist
 # Fields that may change when a run is resumed: they do not alter what is computed.
 RESUMABLE_FIELDS = {
     "steps", "ckpt_every", "log_every", "tensorboard", "wandb", "device", "calibrate", "calibrate_samples",
-    "compile", "grad_checkpointing",
+    "compile", "grad_checkpointing", "parallel",
 }  # fmt: skip
 
 
@@ -203,23 +204,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
     objective = method.objective(cfg, num_classes, info)
     ema = EMA(model, halflife_samples=cfg.ema_halflife_samples, rampup=cfg.ema_rampup)
-    groups = method.param_groups(model, cfg)
-    base_lrs, names = [g["lr"] for g in groups], [g.pop("name") for g in groups]  # kept out of the optimiser state
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay,
-                            fused=device.type == "cuda" or None)  # fmt: skip
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
-    step = 0
+    step, st = 0, None
     if resume:
         st = load_resume(run_dir)
-        try:
+        with _resume_errors(run_dir):
             model.load_state_dict(st.model)
             ema.load_state_dict(st.ema)
-            opt.load_state_dict(st.optimizer)
             if hasattr(objective, "load_state_dict"):
-                objective.load_state_dict(st.objective)
-        except (RuntimeError, KeyError, ValueError) as e:
-            msg = f"{run_dir}: resume state does not match the model: {str(e).splitlines()[0]}"
-            raise CheckpointError(msg) from None
+                objective.load_state_dict(_rank_state(st.objective, rank))
         gen_state = st.rng.get(f"generator.{rank}")
         if gen_state is None:
             raise CheckpointError(f"{run_dir}: resume state has no RNG state for rank {rank} (world size changed?)")
@@ -227,13 +220,22 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
         step = st.step
         if step >= cfg.steps:
             raise ConfigError(f"{run_dir} is already at step {step}; pass a larger --steps to continue")
+    dist.broadcast_module(model)
+    parallel = dist.ParallelObjective(model, objective, cfg.parallel, device)  # under fsdp: shards the model in place
+    parallel.shard_like(ema.model)
+    groups = method.param_groups(model, cfg)
+    base_lrs, names = [g["lr"] for g in groups], [g.pop("name") for g in groups]  # kept out of the optimiser state
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay,
+                            fused=device.type == "cuda" or None)  # fmt: skip
+    if st is not None:
+        with _resume_errors(run_dir):
+            dist.load_optimizer_state(model, opt, st.optimizer)
     if dist.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", cfg.to_json())
         atomic_write_json(run_dir / "data.json", info.to_json())
         if resume:
             _rewind_log(run_dir / "log.csv", step)
-    dist.broadcast_module(model)
     if cfg.compile:
         model.compile()  # in place: the state dict keeps its names
     use_bf16 = cfg.bf16 and device.type == "cuda"
@@ -251,19 +253,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
             y = None if (y is None or not cfg.conditional) else y.to(device)
             autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
             with autocast:
-                out = objective(model, x, y, gen)
+                out = parallel(x, y, gen)  # the objective on the rank's slice of the batch
             loss = out.per_sample.mean()
             if not dist.all_ok(bool(torch.isfinite(loss))):
                 raise TrainingDiverged(f"training diverged: the loss became {loss.item()} at step {step + 1}; "
                                        "try a lower --lr or a smaller step budget")  # fmt: skip
             if not dist.all_ok(out.problem is None):
                 raise TrainingDiverged(f"training diverged at step {step + 1}: {out.problem or 'on another rank'}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            dist.average_gradients(model.parameters())
-            gnorms = {f"grad_norm_{name}": torch.nn.utils.clip_grad_norm_(g["params"], cfg.grad_clip or math.inf)
-                      for name, g in zip(names, opt.param_groups, strict=True)}  # fmt: skip
-            opt.step()
+            gnorms = optimizer_step(opt, names, loss, cfg.grad_clip)
             step += 1
             samples = step * cfg.batch_size
             ema.update(model, batch=cfg.batch_size, samples_seen=samples)
@@ -290,18 +287,54 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
     return TrainResult(run_dir=run_dir, step=step, final_loss=loss_val)
 
 
+def optimizer_step(opt: torch.optim.Optimizer, names: list[str], loss: torch.Tensor,
+                   grad_clip: float) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Back-propagate ``loss`` (under data parallelism the gradients arrive averaged over the ranks), clip the
+    gradient norm of each parameter group to ``grad_clip`` (0: off) and step; returns each group's norm (a
+    0-d tensor, read only when logged: reading it waits for the device)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorms = {f"grad_norm_{name}": torch.nn.utils.clip_grad_norm_(g["params"], grad_clip or math.inf)
+              for name, g in zip(names, opt.param_groups, strict=True)}  # fmt: skip
+    opt.step()
+    return {k: dist.full_tensor(v) for k, v in gnorms.items()}  # FSDP's norms: DTensors, replicated
+
+
+@contextlib.contextmanager
+def _resume_errors(run_dir: Path):
+    try:
+        yield
+    except (RuntimeError, KeyError, ValueError) as e:
+        msg = f"{run_dir}: resume state does not match the model: {str(e).splitlines()[0]}"
+        raise CheckpointError(msg) from None
+
+
+def _rank_state(objective_state: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor]:
+    """One rank's part of the saved objective state: rank 0's under its own names (what sampling reads), rank r's
+    under ``rank<r>.``; a run saved before the ranks' states were kept gives every rank rank 0's."""
+    plain = {k: v for k, v in objective_state.items() if not re.match(r"rank\d+\.", k)}
+    prefix = f"rank{rank}."
+    own = {k[len(prefix) :]: v for k, v in objective_state.items() if k.startswith(prefix)}
+    return own if rank > 0 and own else plain
+
+
 def _checkpoint(run_dir: Path, step: int, model, ema: EMA, opt, gen: torch.Generator, world: int,
                 objective) -> None:  # fmt: skip
-    """Write the export (EMA) and the resume state; RNG states of all ranks are gathered to rank 0, the
-    objective's state (a replay buffer) is rank 0's."""
+    """Write the export (EMA) and the resume state. The RNG states and the objective's states (replay buffers) of
+    all ranks are gathered to rank 0; under FSDP every rank takes part in gathering the full model, EMA and
+    optimiser states onto rank 0."""
     states = [gen.get_state()]
     if world > 1:
         states = [None] * world
         torch.distributed.all_gather_object(states, gen.get_state())
+    objective_states = dist.gather_to_main(getattr(objective, "state_dict", dict)())
+    model_sd, ema_sd = dist.full_model_state(model), dist.full_model_state(ema.model)
+    opt_sd = dist.full_optimizer_state(model, opt)
     if dist.is_main():
         rng = {f"generator.{r}": s for r, s in enumerate(states)}
-        save_resume(run_dir, ResumeState(step=step, model=model.state_dict(), ema=ema.state_dict(),
-                                         optimizer=opt.state_dict(), rng=rng, extra={},
-                                         objective=getattr(objective, "state_dict", dict)()))  # fmt: skip
-        save_export(run_dir, ema.state_dict(), step)
+        objective_sd = objective_states[0] | {f"rank{r}.{k}": v for r, sd in enumerate(objective_states) if r > 0
+                                              for k, v in sd.items()}  # fmt: skip
+        save_resume(run_dir, ResumeState(step=step, model=model_sd, ema=ema_sd, optimizer=opt_sd, rng=rng, extra={},
+                                         objective=objective_sd))  # fmt: skip
+        save_export(run_dir, ema_sd, step)
     dist.barrier()
