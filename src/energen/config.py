@@ -177,6 +177,9 @@ class TrainConfig:
     seed: int = option(0, "seed of the initialisation, the data order and the training noise", group=OPTIM)
     # bookkeeping
     ckpt_every: int = option(1000, "write export + resume state every K steps", group=BOOKKEEPING, valid=">= 1")
+    keep_exports: bool = option(False, "also keep every checkpoint's EMA export as exports/model-STEP.safetensors "
+                                "(to evaluate along training); the resume state is always only the latest",
+                                group=BOOKKEEPING)  # fmt: skip
     log_every: int = option(50, "log a row of statistics to log.csv every K steps", group=BOOKKEEPING, valid=">= 1")
     device: str = option("auto", "training device (auto: CUDA when available)", group=BOOKKEEPING,
                          choices=("auto", "cpu", "cuda"))  # fmt: skip

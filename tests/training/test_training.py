@@ -135,3 +135,17 @@ def test_trained_eqm_beats_noise(tiny_run):
     x, _ = run.sample(2000)
     noise = run.info.denormalize(torch.randn(2000, 2))
     assert sliced_w1(x, ref) < 0.5 * sliced_w1(noise, ref)
+
+
+def test_keep_exports_keeps_every_checkpoints_ema(tmp_path):
+    d = tmp_path / "run"
+    train(tiny_config(steps=10, ckpt_every=5, keep_exports=True), d, progress=False)
+    kept = sorted(p.name for p in (d / "exports").iterdir())
+    assert kept == ["model-000000005.safetensors", "model-000000010.safetensors"]
+    last, first = load_file(str(d / "exports" / kept[1])), load_file(str(d / "exports" / kept[0]))
+    final = load_file(str(d / "model.safetensors"))
+    assert all(torch.equal(final[k], last[k]) for k in final)  # the latest export is the run's model
+    assert any(not torch.equal(first[k], last[k]) for k in final)  # the earlier one is the step-5 EMA
+    assert len(list(d.glob("resume-*.safetensors"))) == 1  # only the latest resume state
+    train(tiny_config(steps=10, ckpt_every=5), tmp_path / "plain", progress=False)
+    assert not (tmp_path / "plain" / "exports").exists()

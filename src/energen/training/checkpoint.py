@@ -166,8 +166,14 @@ def load_resume(run_dir: Path) -> ResumeState:
     )  # fmt: skip
 
 
-def save_export(run_dir: Path, ema_state: dict[str, torch.Tensor], step: int) -> None:
-    save_tensors(run_dir / "model.safetensors", ema_state, {"format": "energen-model", "step": str(step)})
+def save_export(run_dir: Path, ema_state: dict[str, torch.Tensor], step: int, keep: bool = False) -> None:
+    """Write the export (EMA weights) as ``model.safetensors``; with ``keep`` also as
+    ``exports/model-STEP.safetensors``, which later checkpoints leave in place."""
+    meta = {"format": "energen-model", "step": str(step)}
+    save_tensors(run_dir / "model.safetensors", ema_state, meta)
+    if keep:
+        (run_dir / "exports").mkdir(exist_ok=True)
+        save_tensors(run_dir / "exports" / f"model-{step:09d}.safetensors", ema_state, meta)
 
 
 def load_export(run_dir: Path) -> dict[str, torch.Tensor]:

@@ -34,7 +34,7 @@ from . import distributed as dist
 # Fields that may change when a run is resumed: they do not alter what is computed.
 RESUMABLE_FIELDS = {
     "steps", "ckpt_every", "log_every", "tensorboard", "wandb", "device", "calibrate", "calibrate_samples",
-    "compile", "grad_checkpointing", "parallel",
+    "compile", "grad_checkpointing", "parallel", "keep_exports",
 }  # fmt: skip
 
 
@@ -275,7 +275,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
                 bar.set_postfix(loss=f"{loss_val:.4f}")
             bar.update(1)
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                _checkpoint(run_dir, step, model, ema, opt, gen, world, objective)
+                _checkpoint(run_dir, step, model, ema, opt, gen, world, objective, keep_export=cfg.keep_exports)
     finally:
         bar.close()
         loggers.close()
@@ -319,7 +319,7 @@ def _rank_state(objective_state: dict[str, torch.Tensor], rank: int) -> dict[str
 
 
 def _checkpoint(run_dir: Path, step: int, model, ema: EMA, opt, gen: torch.Generator, world: int,
-                objective) -> None:  # fmt: skip
+                objective, keep_export: bool = False) -> None:  # fmt: skip
     """Write the export (EMA) and the resume state. The RNG states and the objective's states (replay buffers) of
     all ranks are gathered to rank 0; under FSDP every rank takes part in gathering the full model, EMA and
     optimiser states onto rank 0."""
@@ -336,5 +336,5 @@ def _checkpoint(run_dir: Path, step: int, model, ema: EMA, opt, gen: torch.Gener
                                               for k, v in sd.items()}  # fmt: skip
         save_resume(run_dir, ResumeState(step=step, model=model_sd, ema=ema_sd, optimizer=opt_sd, rng=rng, extra={},
                                          objective=objective_sd))  # fmt: skip
-        save_export(run_dir, ema_sd, step)
+        save_export(run_dir, ema_sd, step, keep=keep_export)
     dist.barrier()
