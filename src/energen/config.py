@@ -32,6 +32,7 @@ OPTIM = "optimisation"
 BOOKKEEPING = "bookkeeping and hardware"
 GROUPS = (DATA, EQM, RECOVERY, CD, OPTIM, BOOKKEEPING)
 
+MAX_LR = 10.0  # the largest --lr / --init-lr TrainConfig.validate accepts
 BUFFER_INITS = ("uniform", "normal", "data")  # where fresh cd chains start (energen.losses.replay_buffer)
 PARALLEL = ("ddp", "fsdp")  # data parallelism over torchrun processes (energen.training.distributed)
 
@@ -162,7 +163,7 @@ class TrainConfig:
     # optimisation (progress is counted in optimiser steps and reported in samples seen)
     steps: int = option(4000, "total optimiser steps (with --resume: the new total)", group=OPTIM, valid=">= 1")
     batch_size: int = option(256, "training batch size, all processes together", group=OPTIM, valid=">= 1")
-    lr: float = option(1e-3, "AdamW learning rate", group=OPTIM, valid="> 0")
+    lr: float = option(1e-3, "AdamW learning rate", group=OPTIM, valid="> 0")  # at most MAX_LR (validate)
     adam_beta1: float | None = option(None, "Adam's beta1 (momentum)", group=OPTIM, valid="[0, 1)",
                                       auto="0 for cd as IGEBM/ICD, 0.9 otherwise")  # fmt: skip
     adam_beta2: float = option(0.999, "Adam's beta2", group=OPTIM, valid="[0, 1)")
@@ -209,6 +210,9 @@ class TrainConfig:
                 raise ConfigError(f"{flag} {range_text(valid)}")
             if choices is not None and v not in choices:
                 raise ConfigError(f"{flag} must be one of {', '.join(choices)}, got {v!r}")
+        for name in ("lr", "init_lr"):  # an upper bound besides the declared range: larger rates only diverge
+            if (v := getattr(self, name)) is not None and v > MAX_LR:
+                raise ConfigError(f"{name.replace('_', '-')} must be <= {MAX_LR:g} (larger rates diverge), got {v:g}")
         return self
 
     def to_json(self) -> dict:

@@ -2,7 +2,8 @@
 folder of PNGs (optionally gathered into an ADM ``.npz``), sharded over the processes of ``torchrun``.
 
 :func:`generate` is what ``energen sample`` does; :func:`check_new_output` is the rule every command that writes
-files follows: the path has a known suffix and does not exist yet (or ``overwrite``).
+files follows: the path has a known suffix, does not exist yet (or ``overwrite``) and its folder exists and is
+writable, all checked before any work.
 """
 
 from __future__ import annotations
@@ -26,6 +27,26 @@ def check_new_output(out: Path, overwrite: bool, suffixes: tuple[str, ...], allo
         raise ConfigError(f"--out {str(out)!r}: use {kinds}")
     if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
         raise ConfigError(f"--out {str(out)!r} already exists; choose another path (or pass --overwrite)")
+    _check_writable_parent(out, allow_dir)
+
+
+def _check_writable_parent(out: Path, allow_dir: bool) -> None:
+    """Refuse, before any work, an output whose folder is missing, not a folder or not writable: a file's
+    parent must exist; a directory output is created with its parents, so its nearest existing ancestor counts."""
+    import os
+
+    if allow_dir and out.suffix == "" and out.exists():
+        folder = out
+    elif allow_dir and out.suffix == "":
+        folder = next((p for p in out.absolute().parents if p.exists()), Path("/"))
+    else:
+        folder = out.absolute().parent
+        if not folder.exists():
+            raise ConfigError(f"--out {str(out)!r}: folder {str(folder)!r} does not exist; create it first")
+    if not folder.is_dir():
+        raise ConfigError(f"--out {str(out)!r}: {str(folder)!r} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {str(out)!r}: folder {str(folder)!r} is not writable")
 
 
 def generate(run_dir: str | Path, n: int, out: str | Path, *,

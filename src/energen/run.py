@@ -6,6 +6,7 @@ settings) and gives the model's field, its energy when it has one, and samples i
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -43,10 +44,29 @@ class Run:
                                   f"{str(e).splitlines()[0]}") from None  # fmt: skip
         self.model.to(self.device).eval().requires_grad_(False)
         path = self.dir / "sampler.json"
-        self.default_sampler = (SamplerSettings.from_json(read_json(path), where=str(path)) if path.exists()
-                                else self.method.default_sampler(self.cfg, self.info))  # fmt: skip
+        self.uncalibrated = self.method.calibrates and self.cfg.calibrate and not path.exists()
+        """Whether the run should have a calibrated default sampler but has none: its method chooses the budget on
+        held-out data (EqM, EqM-E), it was trained with ``calibrate`` on, yet it has no ``sampler.json`` (the
+        calibration was interrupted, or training has not finished). The default sampler is then the method's
+        uncalibrated one and its first use warns on stderr, naming ``energen calibrate``. A run trained with
+        ``--no-calibrate`` chose its uncalibrated default and is silent."""
+        self._default_sampler = (SamplerSettings.from_json(read_json(path), where=str(path)) if path.exists()
+                                 else self.method.default_sampler(self.cfg, self.info))  # fmt: skip
+        self._warned = False
         self.guidance = self.method.guidance_rule(self.info)
         """The classifier-free guidance rule, "all" or "reference" (:class:`~energen.fields.GuidedField`)."""
+
+    @property
+    def default_sampler(self) -> SamplerSettings:
+        """The run's own sampler settings: ``sampler.json``, else the method's default (see :attr:`uncalibrated`)."""
+        if self.uncalibrated and not self._warned:
+            self._warned = True
+            s = self._default_sampler
+            budget = f", {s.steps} steps of eta {s.step_size:g}" if getattr(s, "step_size", None) else ""
+            print(f"energen: warning: {self.dir} has no sampler.json (its calibration was interrupted, or training "
+                  f"has not finished): using the uncalibrated default {s.name}{budget}; run `energen calibrate "
+                  f"{self.dir}` to choose the budget", file=sys.stderr)  # fmt: skip
+        return self._default_sampler
 
     @property
     def field(self) -> Field:

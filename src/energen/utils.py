@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -113,6 +114,13 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def atomic_temp_target(name: str) -> str | None:
+    """The file a temporary file named ``name`` of :func:`atomic_write_path` was to replace (``None`` when
+    ``name`` is not one): ``.model.safetensors.k3j_9x2a.tmp`` -> ``model.safetensors``."""
+    m = re.fullmatch(r"\.(.+)\.[a-z0-9_]{8}\.tmp", name)
+    return m[1] if m else None
+
+
 @contextmanager
 def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` to write to; on success it replaces ``path`` atomically.
@@ -123,7 +131,7 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
     is removed. A reader sees either the old file or the complete new one, never a partial write.
     """
     path = Path(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # see atomic_temp_target
     os.close(fd)
     tmp = Path(name)
     try:

@@ -1,13 +1,17 @@
-"""Checkpoint tensor files: streamed, atomic, bit-identical and created with the umask's permissions."""
+"""Checkpoint tensor files: streamed, atomic, bit-identical, checksummed, reproducible byte for byte and created
+with the umask's permissions."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import struct
 
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 
 from energen.errors import CheckpointError
 from energen.training import checkpoint
@@ -53,7 +57,9 @@ def test_round_trip_is_bit_identical(tmp_path):
     for k, v in state.items():  # the inputs are not modified
         assert torch.equal(v.detach(), before[k])
     with safe_open(str(path), framework="pt") as f:
-        assert f.metadata() == {"format": "energen-test", "step": "7"}
+        meta = f.metadata()
+    assert meta.pop("sha256") == checkpoint.tensor_checksum(state)
+    assert meta == {"format": "energen-test", "step": "7"}
 
 
 def test_nan_payloads_and_negative_zero_survive(tmp_path):
@@ -140,3 +146,65 @@ def test_resume_json_is_written_after_tensor_file(tmp_path, monkeypatch):
     back = checkpoint.load_resume(tmp_path)
     assert back.step == 5 and torch.equal(back.model["w"], model["w"]) and torch.equal(back.ema["w"], model["w"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["resume-000000005.safetensors", "resume.json"]
+
+
+def _data_start(path) -> int:
+    with open(path, "rb") as f:
+        return 8 + struct.unpack("<Q", f.read(8))[0]
+
+
+def test_flipped_exponent_bits_are_refused_as_corrupt(tmp_path):
+    path = tmp_path / "model.safetensors"
+    save_tensors(path, {"w": torch.randn(64, 64), "b": torch.randn(64)}, {"format": "energen-model"})
+    raw = bytearray(path.read_bytes())
+    raw[_data_start(path) + 3] ^= 0x40  # the high exponent bits of the first float32
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors is corrupt: checksum mismatch"):
+        load_tensors(path)
+
+
+def test_renamed_or_reshaped_tensor_is_refused(tmp_path):
+    path = tmp_path / "t.safetensors"
+    save_tensors(path, {"a": torch.zeros(2, 3), "b": torch.ones(4)})
+    path.write_bytes(path.read_bytes().replace(b'"shape":[2,3]', b'"shape":[3,2]'))
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        load_tensors(path)
+
+
+def test_files_without_checksum_still_load(tmp_path):
+    path = tmp_path / "old.safetensors"
+    save_file({"w": torch.arange(6.0)}, str(path), metadata={"format": "energen-model", "step": "3"})
+    assert torch.equal(load_tensors(path)["w"], torch.arange(6.0))
+    save_file({"w": torch.arange(6.0)}, str(path))  # no metadata at all
+    assert torch.equal(load_tensors(path)["w"], torch.arange(6.0))
+
+
+def test_checksum_covers_every_dtype_and_aliases(tmp_path):
+    state = _state()
+    path = tmp_path / "s.safetensors"
+    save_tensors(path, state)
+    loaded = load_tensors(path)  # verified against the checksum of the tensors as given
+    assert checkpoint.tensor_checksum(loaded) == checkpoint.tensor_checksum(state)
+
+
+def test_identical_saves_are_byte_identical(tmp_path):
+    state = {"w": torch.randn(5, 5, generator=torch.Generator().manual_seed(1)), "b": torch.zeros(5)}
+    meta = {k: f"value-{k}" for k in ("format", "step", "zeta", "alpha", "mid", "omega", "kappa", "beta")}
+    blobs = set()
+    for i in range(6):
+        save_tensors(tmp_path / f"{i}.safetensors", state, meta)
+        blobs.add((tmp_path / f"{i}.safetensors").read_bytes())
+    assert len(blobs) == 1
+    blob = blobs.pop()
+    header = json.loads(blob[8 : _data_start(tmp_path / "0.safetensors")])
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+
+
+def test_save_fsyncs_the_directory(tmp_path, monkeypatch):
+    synced, real_fsync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.fstat(fd)), real_fsync(fd))[1])
+    save_tensors(tmp_path / "d.safetensors", {"a": torch.zeros(2)})
+    dirs = [s for s in synced if stat.S_ISDIR(s.st_mode)]
+    assert any(s.st_ino == tmp_path.stat().st_ino and s.st_dev == tmp_path.stat().st_dev for s in dirs)
+    files = [s for s in synced if stat.S_ISREG(s.st_mode)]
+    assert files  # the tensor file itself is fsynced before the rename

@@ -3,7 +3,8 @@ compose, translate.
 
 Parsing is strict: an unknown flag or a bad value prints one line and exits with status 2 (argparse's
 convention). Problems with files, data or checkpoints print ``energen: error: ...`` and exit non-zero
-without touching existing files.
+without touching existing files. An operating-system error met while working (a full disk, a read-only
+folder) prints ``energen CMD: <reason>: <file>`` and exits 1, without a traceback.
 
 Each command lives in its own module (``train``, ``sample``, ``tasks``, ``tools``), which registers its parser;
 the work itself is done by library functions.
@@ -51,6 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"energen {a.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a full disk, a read-only folder, a missing file, found deep inside the work
+        print(f"energen {a.command}: {_os_error(e)}", file=sys.stderr)
+        return 1
+
+
+def _os_error(e: OSError) -> str:
+    """``strerror: filename`` of an OSError (``No space left on device: out.npy``), on one line."""
+    text = e.strerror or str(e) or type(e).__name__
+    names = [str(f) for f in (e.filename, e.filename2) if f is not None]
+    return " ".join(f"{text}: {' -> '.join(names)}".split()) if names else " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The other commands: eval, plot, models, encode, convert, fid, demo."""
+"""The other commands: eval, plot, models, encode, convert, fid, calibrate, demo."""
 
 from __future__ import annotations
 
@@ -69,6 +69,14 @@ def register(sub) -> None:
     fd.add_argument("--overwrite", action="store_true")
     fd.set_defaults(func=_cmd_fid)
 
+    ca = sub.add_parser("calibrate", help="(re)choose an EqM run's default sampler budget on held-out data (after "
+                        "a kill during training's calibration, or a run trained with --no-calibrate)")  # fmt: skip
+    ca.add_argument("run_dir")
+    ca.add_argument("--samples", type=positive_int,
+                    help="held-out samples, >= 100 (default: the run's calibrate_samples)")  # fmt: skip
+    ca.add_argument("--device", default="cpu")
+    ca.set_defaults(func=_cmd_calibrate)
+
     d = sub.add_parser("demo", help="train EqM on checkerboard, sample, evaluate and plot (1-2 min on CPU)")
     d.add_argument("--out", default=None, help="directory (default: a new energen-demo* folder here)")
     d.add_argument("--steps", type=positive_int, default=4000)
@@ -99,6 +107,17 @@ def _cmd_plot(a: argparse.Namespace) -> int:
     check_new_output(out, a.overwrite, (".png",), allow_dir=False)
     plot_run(Run(a.run_dir), out, n=a.n, seed=a.seed)
     print(json.dumps({"out": str(out)}))
+    return 0
+
+
+def _cmd_calibrate(a: argparse.Namespace) -> int:
+    from ..evaluation.calibration import recalibrate
+
+    s = recalibrate(a.run_dir, n=a.samples, device=a.device)
+    cal = s.extra["calibration"]
+    print(json.dumps({"out": str(Path(a.run_dir) / "sampler.json"),
+                      "sampler": {k: v for k, v in s.to_json().items() if k not in ("extra", "format")},
+                      "best": cal["best"], "w1": cal["grid"][cal["best"]]}))  # fmt: skip
     return 0
 
 

@@ -68,12 +68,33 @@ BUILTIN = ["checkerboard", "8gaussians", "2spirals", "moons", "rings", "digits"]
 
 
 # --------------------------------------------------------------------------------------------- files
+MAX_CLASSES = 100_000
+
+
 def _check_labels(y: np.ndarray, n: int, what: str) -> tuple[Tensor, int]:
+    """Labels 0..K-1 with K = max + 1 classes; K is bounded (a stray label of 10^9 would make a conditional
+    model allocate an embedding of 10^9 rows): at most :data:`MAX_CLASSES`, and at most the number of samples
+    when that is above 1,000."""
     if y.ndim != 1 or len(y) != n:
         raise DataError(f"{what}: labels 'y' must have shape ({n},), got {y.shape}")
-    if not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
-        raise DataError(f"{what}: labels 'y' must be non-negative integers")
-    return torch.from_numpy(y.astype(np.int64)), int(y.max()) + 1
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{what}: labels 'y' must be integers 0..K-1, got dtype {y.dtype}")
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long), 0
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0:
+        raise DataError(f"{what}: labels 'y' must be integers 0..K-1, got {lo}")
+    if hi + 1 > MAX_CLASSES or hi + 1 > max(n, 1000):
+        raise DataError(f"{what}: label {hi} means {hi + 1} classes, more than {min(MAX_CLASSES, max(n, 1000))} "
+                        f"(the limit for {n} samples); labels must be 0..K-1 with K classes")  # fmt: skip
+    return torch.from_numpy(y.astype(np.int64)), hi + 1
+
+
+def _check_real(a: np.ndarray, path: Path) -> np.ndarray:
+    """Refuse complex, string, object and structured arrays (a complex array would lose its imaginary part)."""
+    if a.dtype.kind not in "biuf":
+        raise DataError(f"{path}: expected a real numeric array, got dtype {a.dtype}")
+    return a
 
 
 def _layout_of(shape: tuple[int, ...], what: str) -> str:
@@ -92,8 +113,8 @@ def _layout_of(shape: tuple[int, ...], what: str) -> str:
 
 def array_dataset(x: np.ndarray, y: np.ndarray | None, what: str) -> Dataset:
     """A data set from arrays in the user's layout (see module docstring)."""
-    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise DataError(f"{what}: expected a numeric array, got dtype {x.dtype}")
+    if x.dtype.kind not in "biuf":  # complex would lose its imaginary part; strings and objects are not data
+        raise DataError(f"{what}: expected a real numeric array, got dtype {x.dtype}")
     if len(x) < 2:
         raise DataError(f"{what}: need at least 2 samples, got {len(x)}")
     layout = _layout_of(x.shape, what)
@@ -117,11 +138,15 @@ def array_dataset(x: np.ndarray, y: np.ndarray | None, what: str) -> Dataset:
 
 def _load_npy(path: Path) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        a = np.load(path, allow_pickle=False)
     except ValueError as e:
         raise DataError(f"{path}: not a plain numeric .npy array ({e})") from None
     except Exception as e:  # noqa: BLE001 - numpy raises many types for corrupt files
         raise DataError(f"{path}: cannot read .npy file ({type(e).__name__}: {e})") from None
+    if not isinstance(a, np.ndarray):
+        getattr(a, "close", lambda: None)()
+        raise DataError(f"{path}: expected a .npy array, got a {type(a).__name__} (an .npz archive?)")
+    return _check_real(a, path)
 
 
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -131,11 +156,12 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             key = "x" if "x" in keys else "arr_0" if "arr_0" in keys else None
             if key is None:
                 raise DataError(f"{path}: .npz must hold an array 'x' (and optional 'y'); found {keys}")
-            return z[key], (z["y"] if "y" in keys else None)
+            x, y = z[key], (z["y"] if "y" in keys else None)
     except DataError:
         raise
     except Exception as e:  # noqa: BLE001
         raise DataError(f"{path}: cannot read .npz file ({type(e).__name__}: {e})") from None
+    return _check_real(x, path), y
 
 
 def latent_dataset(path: Path) -> Dataset:

@@ -29,7 +29,8 @@ def center_crop(im, size: int) -> np.ndarray:
 def read_image_folder(path: Path, image_size: int | None = None, rgb: bool = False):
     """PNG/JPEG files directly in ``path`` (no labels) or in one subfolder per class (sorted names):
     (uint8 (N, H, W, C), labels or None). ``image_size``: centre-crop each image to that square (ADM's
-    preprocessing), so images of any size load; ``rgb``: convert grey images to RGB."""
+    preprocessing), so images of any size load; ``rgb``: convert grey images to RGB. A folder of grey images
+    only loads as one channel; otherwise every image (grey, RGBA, palette) is converted to RGB."""
     from PIL import Image
 
     subdirs = sorted(p for p in path.iterdir() if p.is_dir())
@@ -49,9 +50,12 @@ def read_image_folder(path: Path, image_size: int | None = None, rgb: bool = Fal
         except Exception as e:  # noqa: BLE001
             raise DataError(f"{f}: cannot read image ({e})") from None
         labels.append(label)
-    shapes = {a.shape for a in images}
+    if any(a.ndim == 2 for a in images) and any(a.ndim == 3 for a in images):  # grey among colour: all RGB
+        images = [np.repeat(a[..., None], 3, axis=-1) if a.ndim == 2 else a for a in images]
+    shapes = {a.shape[:2] for a in images}
     if len(shapes) > 1:
-        raise DataError(f"{path}: images have different sizes {sorted(shapes)[:3]}; pass --image-size to crop them")
+        sizes = ", ".join(f"{w}x{h}" for h, w in sorted(shapes)[:3])
+        raise DataError(f"{path}: images have different sizes ({sizes}); pass --image-size to crop them")
     x = np.stack(images)
     if x.ndim == 3:
         x = x[..., None]

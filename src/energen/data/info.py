@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import DataError
+from ..errors import CheckpointError, DataError
+
+KINDS = {"vector": ("vector",), "image": ("nchw", "nhwc", "nhw")}  # kind -> the layouts it can have
 
 
 @dataclass
@@ -87,10 +90,65 @@ class DataInfo:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict) -> DataInfo:
+    def from_json(cls, d: dict, *, where: str = "data.json") -> DataInfo:
+        """A description from its JSON form (a run's ``data.json``), every field checked: a hand-edited or
+        corrupt file is a :class:`CheckpointError` naming ``where`` and the field."""
+
+        def bad(key: str, what: str, value) -> CheckpointError:
+            return CheckpointError(f"{where}: {key} must be {what}, got {value!r}")
+
+        if not isinstance(d, dict):
+            raise CheckpointError(f"{where}: expected a JSON object")
+        names = [f.name for f in fields(cls)]
+        unknown, missing = sorted(set(d) - set(names)), [k for k in names if k not in d and k != "decoder"]
+        if unknown or missing:
+            raise CheckpointError(f"{where}: " + "; ".join(
+                ([f"unknown key(s) {', '.join(unknown)}"] if unknown else [])
+                + ([f"missing key(s) {', '.join(missing)}"] if missing else [])))  # fmt: skip
         d = dict(d)
-        d["shape"] = tuple(d["shape"])
+        if not isinstance(d["name"], str):
+            raise bad("name", "a string", d["name"])
+        if d["kind"] not in KINDS:
+            raise bad("kind", f"one of {', '.join(KINDS)}", d["kind"])
+        if d["layout"] not in KINDS[d["kind"]]:
+            raise bad("layout", f"one of {', '.join(KINDS[d['kind']])} for {d['kind']} data", d["layout"])
+        shape, dims = d["shape"], 1 if d["kind"] == "vector" else 3
+        if not (isinstance(shape, list | tuple) and len(shape) == dims and all(_int(n) and n > 0 for n in shape)):
+            raise bad("shape", f"a list of {dims} positive integer(s)", shape)
+        d["shape"] = tuple(shape)
+        if not (_int(d["num_classes"]) and d["num_classes"] >= 0):
+            raise bad("num_classes", "an integer >= 0", d["num_classes"])
+        entries = math.prod(shape) if d["kind"] == "vector" else 1
+        for key in ("shift", "scale"):
+            v = d[key]
+            if not (isinstance(v, list) and len(v) == entries and all(_finite(x) for x in v)):
+                raise bad(key, f"a list of {entries} finite number(s)", v)
+            d[key] = [float(x) for x in v]
+        if not all(d["scale"]):
+            raise bad("scale", "nonzero in every entry", d["scale"])
+        for key in ("lo", "hi"):
+            if not _finite(d[key]):
+                raise bad(key, "a finite number", d[key])
+            d[key] = float(d[key])
+        if d["hi"] < d["lo"] or d["hi"] == d["lo"] and d["kind"] == "image":
+            raise CheckpointError(f"{where}: lo must be below hi, got lo={d['lo']!r}, hi={d['hi']!r}")
+        decoder = d.get("decoder")
+        if decoder is not None:
+            if not isinstance(decoder, dict) or d["kind"] != "image":
+                raise bad("decoder", "null or (image data) an object {vae, latent_scale}", decoder)
+            if not isinstance(decoder.get("vae"), str | None):
+                raise bad("decoder.vae", "a path or null", decoder.get("vae"))
+            if not (_finite(decoder.get("latent_scale")) and decoder["latent_scale"] > 0):
+                raise bad("decoder.latent_scale", "a finite number > 0", decoder.get("latent_scale"))
         return cls(**d)
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 class Dataset:

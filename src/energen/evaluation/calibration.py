@@ -13,14 +13,21 @@ coordinates, which applies to any data. Not sliced W1, which compares 1-D projec
 checkerboard it preferred strong annealed noise that smears samples across the empty squares (0.042 vs
 0.056 without noise), while exact W1 scored both alike (0.133 vs 0.131) and the plots show the smear.
 Flow matching needs no calibration: its horizon is t = 1; nor do DRL/CDRL: they sample through their levels.
+
+A run whose calibration was killed has no ``sampler.json``; ``energen calibrate RUN_DIR`` (:func:`recalibrate`)
+runs it again, and until then sampling with the run's default warns (:attr:`energen.run.Run.uncalibrated`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
+from ..data.datasets import load_dataset
 from ..data.info import Dataset
+from ..errors import CheckpointError, ConfigError
 from ..evaluation.metrics import w1_exact
+from ..methods import METHODS, saved_config
 from ..run import Run
 from ..samplers.gradient_descent import GDSettings
 from ..samplers.settings import SamplerSettings
@@ -44,7 +51,8 @@ W1_POINTS = 500  # the optimal assignment costs O(n^3): ~0.5 s at 500 points, ~1
 CURVE_STEP_SIZE = 0.005  # quality depends on eta*K alone for eta <= 0.02 (docs/results/eqm.md), so read it cheaply
 
 
-def calibrate(run_dir: str | Path, dataset: Dataset, *, n: int = 1000, seed: int = 10_000_000) -> SamplerSettings:
+def calibrate(run_dir: str | Path, dataset: Dataset, *, n: int = 1000, seed: int = 10_000_000,
+              device: str = "cpu") -> SamplerSettings:  # fmt: skip
     """Choose (eta*K, T0) on held-out data by coordinate search; write it to ``sampler.json``.
 
     1. the noise-free curve over ``HORIZONS``, read off one trajectory;
@@ -52,7 +60,7 @@ def calibrate(run_dir: str | Path, dataset: Dataset, *, n: int = 1000, seed: int
     3. the budget around it (``REFINE``) at the best temperature.
     Every tried pair and its score is stored in ``sampler.json`` under ``extra.calibration.grid``.
     """
-    run = Run(run_dir)
+    run = Run(run_dir, device=device)
     if not run.method.calibrates:  # the budget is fixed by the method (fm: t = 1; drl/cdrl: the levels)
         settings = run.method.default_sampler(run.cfg, run.info)
         atomic_write_json(run.dir / "sampler.json", settings.to_json())
@@ -86,3 +94,33 @@ def calibrate(run_dir: str | Path, dataset: Dataset, *, n: int = 1000, seed: int
                                                  "best": best}})  # fmt: skip
     atomic_write_json(run.dir / "sampler.json", settings.to_json())
     return settings
+
+
+def recalibrate(run_dir: str | Path, *, n: int | None = None, device: str = "cpu") -> SamplerSettings:
+    """Run the calibration of a trained run again (``energen calibrate``): after a kill during the calibration
+    that training ends with, or on a run trained with ``--no-calibrate``. The held-out data are loaded from
+    the run's config as training loads them; ``n`` defaults to the run's ``calibrate_samples``, and the same
+    ``n`` gives the same choice as training made. ``sampler.json`` is replaced atomically, under the run's lock
+    (refused while a trainer holds it). Refused (one line) for a method with a fixed budget or a run without
+    ``model.safetensors``."""
+    from ..training.lock import run_lock
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
+    cfg = saved_config(run_dir)
+    if not METHODS.get(cfg.method).calibrates:
+        raise ConfigError(f"{cfg.method} runs have no budget to calibrate: their sampler is fixed by the method")
+    if not (run_dir / "model.safetensors").is_file():
+        raise CheckpointError(f"{run_dir} has no model.safetensors: train it first")
+    n = cfg.calibrate_samples if n is None else n
+    if not n >= 100:
+        raise ConfigError(f"--samples must be >= 100, got {n}")
+    dataset = load_dataset(cfg.data, cfg.image_size)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(run_lock(run_dir))
+        except ConfigError:
+            raise ConfigError(f"{run_dir} is in use by another process (a trainer?); calibrate it once that "
+                              "process has ended") from None  # fmt: skip
+        return calibrate(run_dir, dataset, n=n, device=device)

@@ -14,6 +14,7 @@ this unit (format 1) stored :math:`s = \sqrt{2\eta}` for ``langevin`` and ``smc`
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -88,24 +89,72 @@ class SamplerSettings:
     @staticmethod
     def from_json(d: dict, *, where: str = "sampler.json") -> SamplerSettings:
         """Settings from their JSON form; format-1 files (one 11-field record for every sampler, ``step_size``
-        :math:`s = \\sqrt{2\\eta}` and ``temperature`` a noise multiplier for langevin and smc) are migrated."""
+        :math:`s = \\sqrt{2\\eta}` and ``temperature`` a noise multiplier for langevin and smc) are migrated.
+        Every option's type and range is checked: a hand-edited or corrupt file is a :class:`CheckpointError`
+        naming ``where`` and the option."""
         if not isinstance(d, dict):
             raise CheckpointError(f"{where}: not a mapping of sampler options")
         d = dict(d)
         name, fmt = d.pop("sampler", "gd"), d.pop("format", 1)
+        if not isinstance(name, str):
+            raise CheckpointError(f"{where}: sampler must be a sampler name, got {name!r}")
+        if isinstance(fmt, bool) or fmt not in (1, FORMAT):
+            raise CheckpointError(f"{where}: format must be 1 or {FORMAT}, got {fmt!r}")
         try:
             cls = SAMPLERS.get(name)
         except ConfigError as e:
             raise CheckpointError(f"{where}: {e}") from None
+        _check_options(d, where, none_ok=True)  # types first, so that migrating cannot fail
         if fmt == 1:
             d = _migrate_format_1(cls, d)
         unknown = sorted(set(d) - set(cls.options()) - {"extra"})
         if unknown:
             raise CheckpointError(f"{where}: sampler {name!r} takes no option(s) {', '.join(unknown)}")
+        _check_options(d, where, none_ok=False)
         for k in ("clamp", "box"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
-        return cls(**d)
+        try:
+            return cls(**d)
+        except ConfigError as e:
+            raise CheckpointError(f"{where}: {e}") from None
+
+
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _interval(v) -> bool:
+    return isinstance(v, list | tuple) and len(v) == 2 and all(map(_number, v)) and v[0] < v[1]
+
+
+# option -> (may be None, test, what the test asks); the ranges the samplers themselves check when built
+_OPTION_RULES = {
+    "steps": (False, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
+    "step_size": (False, lambda v: _number(v) and v > 0, "a number > 0"),
+    "temperature": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "noise": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "momentum": (False, lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "tol": (True, lambda v: _number(v) and v > 0, "a number > 0 or null"),
+    "grad_clip": (True, lambda v: _number(v) and v > 0, "a number > 0 or null"),
+    "clamp": (True, _interval, "null or a pair [lo, hi] of numbers with lo < hi"),
+    "box": (True, _interval, "null or a pair [lo, hi] of numbers with lo < hi"),
+    "ode_method": (False, lambda v: isinstance(v, str), "a method name"),
+    "extra": (False, lambda v: isinstance(v, dict), "an object"),
+}
+
+
+def _check_options(d: dict, where: str, *, none_ok: bool) -> None:
+    """Refuse an option of the wrong type or out of range (``none_ok``: also accept null, as format 1 stored
+    options a sampler did not take)."""
+    for k, v in d.items():
+        if k not in _OPTION_RULES:
+            continue
+        optional, test, what = _OPTION_RULES[k]
+        if v is None and (optional or none_ok):
+            continue
+        if v is None or not test(v):
+            raise CheckpointError(f"{where}: {k} must be {what}, got {v!r}")
 
 
 def _migrate_format_1(cls: type[SamplerSettings], d: dict) -> dict:

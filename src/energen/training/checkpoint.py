@@ -11,24 +11,31 @@ A run directory holds::
     log.csv               one row per logged step
 
 Every file is written to a temporary name and renamed into place. ``resume.json`` is written last and
-names its tensor file, so a crash at any point leaves the previous resume state intact.
+names its tensor file, so a crash at any point leaves the previous resume state intact. Every tensor file
+carries a SHA-256 of its tensors in its metadata (``sha256``), checked when it is loaded; its header is
+written in a fixed order, so saving the same tensors twice gives the same bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
+import struct
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from ..errors import CheckpointError
 from ..utils import atomic_write_json, atomic_write_path
 
 FORMAT_VERSION = 1
+CHECKSUM_KEY = "sha256"  # safetensors metadata: SHA-256 of the tensors (see tensor_checksum)
 
 
 def _streamable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -60,25 +67,77 @@ def _streamable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) over the tensors in key order: each one's name, dtype, shape and bytes.
+
+    Hashes one tensor at a time from its own memory (a CUDA tensor is copied to the CPU alone), so it needs no
+    copy of the whole state.
+    """
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach()
+        h.update(f"{k}\0{str(t.dtype).removeprefix('torch.')}\0{list(t.shape)}\0".encode())
+        if t.numel() and t.device.type != "meta":
+            h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()
+
+
+def _sort_metadata(path: Path) -> None:
+    """Rewrite the header of the safetensors file ``path`` in place with its metadata in key order.
+
+    safetensors writes the metadata in a random order, so two saves of the same tensors differ; the sorted
+    header has the same length (the same keys and values), so the tensor bytes stay where they are.
+    """
+    with open(path, "r+b") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        raw = f.read(n)
+        header = json.loads(raw)
+        if "__metadata__" not in header:
+            return
+        header = {"__metadata__": dict(sorted(header["__metadata__"].items()))} | {
+            k: v for k, v in header.items() if k != "__metadata__"
+        }
+        new = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(new) > n:  # cannot happen for the same keys and values; keep safetensors' own header then
+            return
+        f.seek(8)
+        f.write(new + b" " * (n - len(new)))
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Write ``tensors`` to a safetensors file atomically, streaming them to disk without a copy in memory.
 
     The file is written to a temporary name in the same directory, fsynced and renamed over ``path`` (see
-    :func:`energen.utils.atomic_write_path`); it gets the permissions the umask gives a new file.
+    :func:`energen.utils.atomic_write_path`); it gets the permissions the umask gives a new file. Its metadata
+    holds ``metadata`` and the checksum :func:`tensor_checksum` under ``sha256``, in key order, so the same
+    tensors and metadata always give the same bytes.
     """
     tensors = _streamable(tensors)
+    metadata = dict(sorted(((metadata or {}) | {CHECKSUM_KEY: tensor_checksum(tensors)}).items()))
     with atomic_write_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+        _sort_metadata(tmp)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Load a safetensors file; anything else (pickle, truncated, corrupt) is a CheckpointError."""
+    """Load a safetensors file; anything else (pickle, truncated, corrupt) is a CheckpointError.
+
+    A file with a checksum (every file :func:`save_tensors` writes) must match it; files written before the
+    checksum existed load unchecked.
+    """
     if not Path(path).is_file():
         raise CheckpointError(f"{path}: checkpoint file is missing")
     try:
-        return load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
     except Exception as e:  # noqa: BLE001 - safetensors raises several types
-        raise CheckpointError(f"{path}: not a valid safetensors file (corrupt, truncated or pickled?): {e}") from None
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path}: not a valid safetensors file (corrupt, truncated or pickled?): {msg}") from None
+    expected = metadata.get(CHECKSUM_KEY)
+    if expected is not None and tensor_checksum(tensors) != expected:
+        raise CheckpointError(f"{path} is corrupt: checksum mismatch (the file changed after it was written)")
+    return tensors
 
 
 def read_json(path: Path) -> dict:
@@ -150,19 +209,58 @@ def save_resume(run_dir: Path, state: ResumeState) -> None:
             old.unlink()
 
 
+def _number(v) -> bool:
+    """A finite JSON number (not a boolean)."""
+    return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+
+
+def _integer(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int)
+
+
+def _check_resume_json(path: Path, meta: dict) -> None:
+    """Refuse a ``resume.json`` whose fields have the wrong type or range (one line naming the field)."""
+    for key in ("step", "tensors", "optimizer"):
+        if key not in meta:
+            raise CheckpointError(f"{path}: missing key {key!r}")
+    version, step, name, opt = meta.get("version", FORMAT_VERSION), meta["step"], meta["tensors"], meta["optimizer"]
+    if not (_integer(version) and 1 <= version <= FORMAT_VERSION):
+        raise CheckpointError(f"{path}: version must be an integer from 1 to {FORMAT_VERSION}, got {version!r}")
+    if not (_integer(step) and step >= 0):
+        raise CheckpointError(f"{path}: step must be an integer >= 0, got {step!r}")
+    plain_name = isinstance(name, str) and "/" not in name and os.sep not in name and not name.startswith(".")
+    if not (plain_name and name.endswith(".safetensors")):
+        raise CheckpointError(f"{path}: tensors must name a .safetensors file in the run directory, got {name!r}")
+    groups, state = (opt.get("param_groups"), opt.get("state")) if isinstance(opt, dict) else (None, None)
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise CheckpointError(f"{path}: optimizer.param_groups must be a list of objects")
+    if not isinstance(state, dict) or not all(isinstance(v, dict) and k.isdigit() for k, v in state.items()):
+        raise CheckpointError(f"{path}: optimizer.state must map parameter numbers to objects")
+    for i, g in enumerate(groups):
+        params = g.get("params", [])
+        if not (isinstance(params, list) and all(_integer(p) and p >= 0 for p in params)):
+            raise CheckpointError(f"{path}: optimizer.param_groups[{i}].params must be a list of parameter numbers")
+        for k in ("lr", "weight_decay"):
+            v = g.get(k)
+            if v is not None and not (_number(v) and v >= 0):
+                raise CheckpointError(f"{path}: optimizer.param_groups[{i}].{k} must be a number >= 0, got {v!r}")
+    if not isinstance(meta.get("extra", {}), dict):
+        raise CheckpointError(f"{path}: extra must be an object, got {meta['extra']!r}")
+
+
 def load_resume(run_dir: Path) -> ResumeState:
-    meta = read_json(run_dir / "resume.json")
-    try:
-        step, name, opt_meta, extra = meta["step"], meta["tensors"], meta["optimizer"], meta.get("extra", {})
-    except KeyError as e:
-        raise CheckpointError(f"{run_dir / 'resume.json'}: missing key {e}") from None
-    if os.sep in name or name.startswith("."):
-        raise CheckpointError(f"{run_dir / 'resume.json'}: bad tensor file name {name!r}")
+    path = run_dir / "resume.json"
+    meta = read_json(path)
+    _check_resume_json(path, meta)
+    step, name, opt_meta, extra = meta["step"], meta["tensors"], meta["optimizer"], meta.get("extra", {})
     tensors = load_tensors(run_dir / name)
+    try:
+        optimizer = unflatten_optimizer(tensors, opt_meta)
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path}: optimizer does not match {name}: {e}") from None
     return ResumeState(
-        step=int(step), model=_strip("model", tensors), ema=_strip("ema", tensors),
-        optimizer=unflatten_optimizer(tensors, opt_meta), rng=_strip("rng", tensors), extra=extra,
-        objective=_strip("objective", tensors),
+        step=step, model=_strip("model", tensors), ema=_strip("ema", tensors), optimizer=optimizer,
+        rng=_strip("rng", tensors), extra=extra, objective=_strip("objective", tensors),
     )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
+import os
 import re
 import time
 from dataclasses import dataclass, replace
@@ -30,12 +31,8 @@ from ..training.checkpoint import ResumeState, load_resume, read_json, save_expo
 from ..training.ema import EMA
 from ..utils import atomic_write_json
 from . import distributed as dist
-
-# Fields that may change when a run is resumed: they do not alter what is computed.
-RESUMABLE_FIELDS = {
-    "steps", "ckpt_every", "log_every", "tensorboard", "wandb", "device", "calibrate", "calibrate_samples",
-    "compile", "grad_checkpointing", "parallel", "keep_exports",
-}  # fmt: skip
+from .lock import LOCK_NAME, run_lock
+from .run_dir import RESUMABLE_FIELDS, check_restart, prepare_run_dir, remove_temporary_files, rewind_log
 
 
 @dataclass
@@ -81,34 +78,11 @@ def _warmup(cfg: TrainConfig, samples: int) -> float:
     return 1.0 if cfg.warmup_samples == 0 else min(1.0, samples / cfg.warmup_samples)
 
 
-def prepare_run_dir(run_dir: Path, resume: bool) -> None:
-    """Refuse to touch a non-empty run directory unless resuming; refuse to resume what is not a run."""
-    if resume:
-        if not (run_dir / "resume.json").is_file():
-            raise CheckpointError(f"{run_dir}: nothing to resume (no resume.json); train without --resume")
-        return
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise ConfigError(f"{run_dir} exists and is not empty; pass --resume to continue it or choose another --out")
-
-
 def _check_resume_config(saved: TrainConfig, overrides: dict) -> None:
     for k, v in overrides.items():
         if k not in RESUMABLE_FIELDS and getattr(saved, k) != v:
             raise ConfigError(f"--{k.replace('_', '-')} {v!r} differs from the run's {getattr(saved, k)!r}; "
                               "a resumed run keeps its configuration")  # fmt: skip
-
-
-def _rewind_log(path: Path, step: int) -> None:
-    """Drop log rows written after the resume point (they are recomputed)."""
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = [r for r in reader if int(r["step"]) <= step]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=reader.fieldnames or [])
-        w.writeheader()
-        w.writerows(rows)
 
 
 class _Loggers:
@@ -121,7 +95,7 @@ class _Loggers:
         self.f = open(self.csv_path, "a+", newline="")
         self.f.seek(0)
         header = next(csv.reader(self.f), None)
-        self.w = None if header is None else csv.DictWriter(self.f, fieldnames=header)
+        self.w = csv.DictWriter(self.f, fieldnames=header) if header else None  # no header: a new or empty log
         if cfg.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -170,10 +144,29 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
         overrides: explicitly requested values; when resuming, fields other than bookkeeping must match
             the saved configuration.
         dataset: an already loaded data set (otherwise loaded from ``cfg.data``).
+
+    The run directory is locked for the whole call (see :mod:`energen.training.lock`; under torchrun by rank 0):
+    a second trainer on it refuses. A directory holding a run stopped before its first checkpoint is started
+    over when the configuration is the same (see :func:`prepare_run_dir`).
     """
     run_dir = Path(run_dir)
-    overrides = overrides or {}
-    prepare_run_dir(run_dir, resume)
+    if (resume or run_dir.exists()) and not run_dir.is_dir():
+        prepare_run_dir(run_dir, resume)  # refuses before the lock would create anything
+    main, created = int(os.environ.get("RANK", "0")) == 0, not run_dir.exists()
+    with run_lock(run_dir) if main else contextlib.nullcontext():
+        try:
+            return _train(cfg, run_dir, resume=resume, overrides=overrides or {}, progress=progress, dataset=dataset)
+        except BaseException:
+            if main and created and [p.name for p in run_dir.iterdir()] == [LOCK_NAME]:  # a refusal leaves nothing
+                (run_dir / LOCK_NAME).unlink()
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()
+            raise
+
+
+def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, overrides: dict, progress: bool,
+           dataset: Dataset | None) -> TrainResult:  # fmt: skip
+    restart = prepare_run_dir(run_dir, resume)  # under the lock: no other trainer can change the directory now
     if resume:
         saved = saved_config(run_dir)
         _check_resume_config(saved, overrides)
@@ -189,6 +182,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
     if resume and DataInfo.from_json(read_json(run_dir / "data.json")) != info:
         raise ConfigError(f"{run_dir}: data {cfg.data!r} differs from the data the run was trained on")
     cfg = resolve_config(cfg, info)
+    if restart:
+        check_restart(run_dir, cfg, info)
     method = METHODS.get(cfg.method)
     num_classes = info.num_classes if cfg.conditional else 0
 
@@ -206,6 +201,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
     ema = EMA(model, halflife_samples=cfg.ema_halflife_samples, rampup=cfg.ema_rampup)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step, st = 0, None
+    runaway = RunawayLoss()
     if resume:
         st = load_resume(run_dir)
         with _resume_errors(run_dir):
@@ -218,6 +214,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
             raise CheckpointError(f"{run_dir}: resume state has no RNG state for rank {rank} (world size changed?)")
         gen.set_state(gen_state)
         step = st.step
+        runaway.first = st.extra.get("first_loss")
         if step >= cfg.steps:
             raise ConfigError(f"{run_dir} is already at step {step}; pass a larger --steps to continue")
     dist.broadcast_module(model)
@@ -232,10 +229,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
             dist.load_optimizer_state(model, opt, st.optimizer)
     if dist.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_temporary_files(run_dir)
+        if restart:
+            (run_dir / "log.csv").unlink(missing_ok=True)
         atomic_write_json(run_dir / "config.json", cfg.to_json())
         atomic_write_json(run_dir / "data.json", info.to_json())
         if resume:
-            _rewind_log(run_dir / "log.csv", step)
+            rewind_log(run_dir / "log.csv", step)
     if cfg.compile:
         model.compile()  # in place: the state dict keeps its names
     use_bf16 = cfg.bf16 and device.type == "cuda"
@@ -265,6 +265,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
             samples = step * cfg.batch_size
             ema.update(model, batch=cfg.batch_size, samples_seen=samples)
             loss_val = loss.item()
+            runaway.add(loss_val)
             if step % cfg.log_every == 0 or step == cfg.steps:
                 loggers.log({"step": step, "samples": samples, "loss": f"{loss_val:.6g}",
                              "lr": f"{opt.param_groups[0]['lr']:.4g}",
@@ -273,9 +274,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
                             | {k: f"{float(v):.4g}" for k, v in gnorms.items()}
                             | {k: f"{v:.6g}" for k, v in out.stats.items()})  # fmt: skip
                 bar.set_postfix(loss=f"{loss_val:.4f}")
+                runaway.check(step, cfg.lr)  # before the checkpoint: a run-away model is not saved
             bar.update(1)
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                _checkpoint(run_dir, step, model, ema, opt, gen, world, objective, keep_export=cfg.keep_exports)
+                _checkpoint(run_dir, step, model, ema, opt, gen, world, objective, keep_export=cfg.keep_exports,
+                            extra={"first_loss": runaway.first})  # fmt: skip
     finally:
         bar.close()
         loggers.close()
@@ -285,6 +288,40 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overri
         calibrate(run_dir, dataset, n=cfg.calibrate_samples)
     dist.barrier()
     return TrainResult(run_dir=run_dir, step=step, final_loss=loss_val)
+
+
+class RunawayLoss:
+    """Stops a loss that runs away while staying finite (a too large ``--lr``), for every method.
+
+    At each log row, the mean of |loss| over the steps since the previous row is compared with the run's first
+    loss (that of the initial model, kept in the resume state): when it exceeds ``FACTOR * max(|first loss|, 1)``
+    (100x) on any process, training stops with :class:`TrainingDiverged` before the step is checkpointed. The
+    absolute value and the floor of 1 cover the contrastive losses (cd, drl), which are differences of energies
+    near 0 of either sign. Healthy runs stay far below: EqM's loss falls from its first value, flow matching's
+    and cdrl's stay near 1, cd's and drl's within +-0.3 on the built-in toys and digits.
+    """
+
+    FACTOR = 100.0
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.total, self.n = 0.0, 0
+
+    def add(self, loss: float) -> None:
+        if self.first is None:
+            self.first = abs(loss)
+        self.total, self.n = self.total + abs(loss), self.n + 1
+
+    def check(self, step: int, lr: float) -> None:
+        mean, n = self.total / max(self.n, 1), self.n
+        self.total, self.n = 0.0, 0
+        limit = self.FACTOR * max(self.first or 0.0, 1.0)
+        ok = mean <= limit
+        if not dist.all_ok(ok):
+            where = f"the mean |loss| over the last {n} steps is {mean:.4g}" if not ok else "on another process"
+            raise TrainingDiverged(f"training diverged at step {step}: {where}, above {limit:.4g} "
+                                   f"({self.FACTOR:g}x max(first loss {self.first:.4g}, 1)); start again with a lower "
+                                   f"--lr (now {lr:g})")  # fmt: skip
 
 
 def optimizer_step(opt: torch.optim.Optimizer, names: list[str], loss: torch.Tensor,
@@ -319,7 +356,7 @@ def _rank_state(objective_state: dict[str, torch.Tensor], rank: int) -> dict[str
 
 
 def _checkpoint(run_dir: Path, step: int, model, ema: EMA, opt, gen: torch.Generator, world: int,
-                objective, keep_export: bool = False) -> None:  # fmt: skip
+                objective, keep_export: bool = False, extra: dict | None = None) -> None:  # fmt: skip
     """Write the export (EMA) and the resume state. The RNG states and the objective's states (replay buffers) of
     all ranks are gathered to rank 0; under FSDP every rank takes part in gathering the full model, EMA and
     optimiser states onto rank 0."""
@@ -334,7 +371,7 @@ def _checkpoint(run_dir: Path, step: int, model, ema: EMA, opt, gen: torch.Gener
         rng = {f"generator.{r}": s for r, s in enumerate(states)}
         objective_sd = objective_states[0] | {f"rank{r}.{k}": v for r, sd in enumerate(objective_states) if r > 0
                                               for k, v in sd.items()}  # fmt: skip
-        save_resume(run_dir, ResumeState(step=step, model=model_sd, ema=ema_sd, optimizer=opt_sd, rng=rng, extra={},
-                                         objective=objective_sd))  # fmt: skip
+        save_resume(run_dir, ResumeState(step=step, model=model_sd, ema=ema_sd, optimizer=opt_sd, rng=rng,
+                                         extra=extra or {}, objective=objective_sd))  # fmt: skip
         save_export(run_dir, ema_sd, step, keep=keep_export)
     dist.barrier()
