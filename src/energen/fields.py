@@ -21,6 +21,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from .errors import ConfigError
+
 
 class Field(Protocol):
     def __call__(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor: ...
@@ -133,7 +135,7 @@ class GuidedField:
 
     def __init__(self, field: Field, *, scale: float, null_label: int, rule: str = "all"):
         if rule not in GUIDANCE_RULES:
-            raise ValueError(f"guidance rule must be one of {', '.join(GUIDANCE_RULES)}, got {rule!r}")
+            raise ConfigError(f"guidance rule must be one of {', '.join(GUIDANCE_RULES)}, got {rule!r}")
         self.field, self.scale, self.null_label, self.rule = field, float(scale), int(null_label), rule
 
     def __call__(self, x: Tensor, t: Tensor | None = None, y: Tensor | None = None) -> Tensor:

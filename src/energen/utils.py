@@ -86,6 +86,16 @@ class PerSampleNoise:
         return out.to(self.device)
 
 
+def is_integer(v) -> bool:
+    """An integer read from JSON (not a boolean)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_finite_number(v) -> bool:
+    """A finite number read from JSON (not a boolean)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _current_umask() -> int:
     """The process umask, read without changing it where the system allows (Linux), else set and restored."""
     try:

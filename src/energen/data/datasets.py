@@ -90,10 +90,10 @@ def _check_labels(y: np.ndarray, n: int, what: str) -> tuple[Tensor, int]:
     return torch.from_numpy(y.astype(np.int64)), hi + 1
 
 
-def _check_real(a: np.ndarray, path: Path) -> np.ndarray:
+def _check_real(a: np.ndarray, what: str | Path) -> np.ndarray:
     """Refuse complex, string, object and structured arrays (a complex array would lose its imaginary part)."""
     if a.dtype.kind not in "biuf":
-        raise DataError(f"{path}: expected a real numeric array, got dtype {a.dtype}")
+        raise DataError(f"{what}: expected a real numeric array, got dtype {a.dtype}")
     return a
 
 
@@ -113,8 +113,7 @@ def _layout_of(shape: tuple[int, ...], what: str) -> str:
 
 def array_dataset(x: np.ndarray, y: np.ndarray | None, what: str) -> Dataset:
     """A data set from arrays in the user's layout (see module docstring)."""
-    if x.dtype.kind not in "biuf":  # complex would lose its imaginary part; strings and objects are not data
-        raise DataError(f"{what}: expected a real numeric array, got dtype {x.dtype}")
+    _check_real(x, what)
     if len(x) < 2:
         raise DataError(f"{what}: need at least 2 samples, got {len(x)}")
     layout = _layout_of(x.shape, what)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError, DataError
+from ..utils import is_finite_number, is_integer
 
 KINDS = {"vector": ("vector",), "image": ("nchw", "nhwc", "nhw")}  # kind -> the layouts it can have
 
@@ -113,21 +114,21 @@ class DataInfo:
         if d["layout"] not in KINDS[d["kind"]]:
             raise bad("layout", f"one of {', '.join(KINDS[d['kind']])} for {d['kind']} data", d["layout"])
         shape, dims = d["shape"], 1 if d["kind"] == "vector" else 3
-        if not (isinstance(shape, list | tuple) and len(shape) == dims and all(_int(n) and n > 0 for n in shape)):
+        if not (isinstance(shape, list | tuple) and len(shape) == dims and all(is_integer(n) and n > 0 for n in shape)):
             raise bad("shape", f"a list of {dims} positive integer(s)", shape)
         d["shape"] = tuple(shape)
-        if not (_int(d["num_classes"]) and d["num_classes"] >= 0):
+        if not (is_integer(d["num_classes"]) and d["num_classes"] >= 0):
             raise bad("num_classes", "an integer >= 0", d["num_classes"])
         entries = math.prod(shape) if d["kind"] == "vector" else 1
         for key in ("shift", "scale"):
             v = d[key]
-            if not (isinstance(v, list) and len(v) == entries and all(_finite(x) for x in v)):
+            if not (isinstance(v, list) and len(v) == entries and all(is_finite_number(x) for x in v)):
                 raise bad(key, f"a list of {entries} finite number(s)", v)
             d[key] = [float(x) for x in v]
         if not all(d["scale"]):
             raise bad("scale", "nonzero in every entry", d["scale"])
         for key in ("lo", "hi"):
-            if not _finite(d[key]):
+            if not is_finite_number(d[key]):
                 raise bad(key, "a finite number", d[key])
             d[key] = float(d[key])
         if d["hi"] < d["lo"] or d["hi"] == d["lo"] and d["kind"] == "image":
@@ -138,17 +139,9 @@ class DataInfo:
                 raise bad("decoder", "null or (image data) an object {vae, latent_scale}", decoder)
             if not isinstance(decoder.get("vae"), str | None):
                 raise bad("decoder.vae", "a path or null", decoder.get("vae"))
-            if not (_finite(decoder.get("latent_scale")) and decoder["latent_scale"] > 0):
+            if not (is_finite_number(decoder.get("latent_scale")) and decoder["latent_scale"] > 0):
                 raise bad("decoder.latent_scale", "a finite number > 0", decoder.get("latent_scale"))
         return cls(**d)
-
-
-def _int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _finite(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 class Dataset:

@@ -20,7 +20,6 @@ runs it again, and until then sampling with the run's default warns (:attr:`ener
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 from ..data.datasets import load_dataset
@@ -117,10 +116,5 @@ def recalibrate(run_dir: str | Path, *, n: int | None = None, device: str = "cpu
     if not n >= 100:
         raise ConfigError(f"--samples must be >= 100, got {n}")
     dataset = load_dataset(cfg.data, cfg.image_size)
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(run_lock(run_dir))
-        except ConfigError:
-            raise ConfigError(f"{run_dir} is in use by another process (a trainer?); calibrate it once that "
-                              "process has ended") from None  # fmt: skip
+    with run_lock(run_dir, advice="calibrate it once that process (a trainer?) has ended"):
         return calibrate(run_dir, dataset, n=n, device=device)

@@ -14,11 +14,11 @@ this unit (format 1) stored :math:`s = \sqrt{2\eta}` for ``langevin`` and ``smc`
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import CheckpointError, ConfigError
+from ..utils import is_finite_number, is_integer
 from .registry import SAMPLERS
 
 FORMAT = 2  # sampler.json: 2 = step_size is eta for every sampler; 1 (no "format" key) = s for langevin and smc
@@ -120,23 +120,19 @@ class SamplerSettings:
             raise CheckpointError(f"{where}: {e}") from None
 
 
-def _number(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _interval(v) -> bool:
-    return isinstance(v, list | tuple) and len(v) == 2 and all(map(_number, v)) and v[0] < v[1]
+    return isinstance(v, list | tuple) and len(v) == 2 and all(map(is_finite_number, v)) and v[0] < v[1]
 
 
 # option -> (may be None, test, what the test asks); the ranges the samplers themselves check when built
 _OPTION_RULES = {
-    "steps": (False, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
-    "step_size": (False, lambda v: _number(v) and v > 0, "a number > 0"),
-    "temperature": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "noise": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "momentum": (False, lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "tol": (True, lambda v: _number(v) and v > 0, "a number > 0 or null"),
-    "grad_clip": (True, lambda v: _number(v) and v > 0, "a number > 0 or null"),
+    "steps": (False, lambda v: is_integer(v) and v >= 1, "an integer >= 1"),
+    "step_size": (False, lambda v: is_finite_number(v) and v > 0, "a number > 0"),
+    "temperature": (False, lambda v: is_finite_number(v) and v >= 0, "a number >= 0"),
+    "noise": (False, lambda v: is_finite_number(v) and v >= 0, "a number >= 0"),
+    "momentum": (False, lambda v: is_finite_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "tol": (True, lambda v: is_finite_number(v) and v > 0, "a number > 0 or null"),
+    "grad_clip": (True, lambda v: is_finite_number(v) and v > 0, "a number > 0 or null"),
     "clamp": (True, _interval, "null or a pair [lo, hi] of numbers with lo < hi"),
     "box": (True, _interval, "null or a pair [lo, hi] of numbers with lo < hi"),
     "ode_method": (False, lambda v: isinstance(v, str), "a method name"),

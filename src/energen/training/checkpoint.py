@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import struct
 from collections import defaultdict
@@ -32,7 +31,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..errors import CheckpointError
-from ..utils import atomic_write_json, atomic_write_path
+from ..utils import atomic_write_json, atomic_write_path, is_finite_number, is_integer
 
 FORMAT_VERSION = 1
 CHECKSUM_KEY = "sha256"  # safetensors metadata: SHA-256 of the tensors (see tensor_checksum)
@@ -209,24 +208,15 @@ def save_resume(run_dir: Path, state: ResumeState) -> None:
             old.unlink()
 
 
-def _number(v) -> bool:
-    """A finite JSON number (not a boolean)."""
-    return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
-
-
-def _integer(v) -> bool:
-    return not isinstance(v, bool) and isinstance(v, int)
-
-
 def _check_resume_json(path: Path, meta: dict) -> None:
     """Refuse a ``resume.json`` whose fields have the wrong type or range (one line naming the field)."""
     for key in ("step", "tensors", "optimizer"):
         if key not in meta:
             raise CheckpointError(f"{path}: missing key {key!r}")
     version, step, name, opt = meta.get("version", FORMAT_VERSION), meta["step"], meta["tensors"], meta["optimizer"]
-    if not (_integer(version) and 1 <= version <= FORMAT_VERSION):
+    if not (is_integer(version) and 1 <= version <= FORMAT_VERSION):
         raise CheckpointError(f"{path}: version must be an integer from 1 to {FORMAT_VERSION}, got {version!r}")
-    if not (_integer(step) and step >= 0):
+    if not (is_integer(step) and step >= 0):
         raise CheckpointError(f"{path}: step must be an integer >= 0, got {step!r}")
     plain_name = isinstance(name, str) and "/" not in name and os.sep not in name and not name.startswith(".")
     if not (plain_name and name.endswith(".safetensors")):
@@ -238,11 +228,11 @@ def _check_resume_json(path: Path, meta: dict) -> None:
         raise CheckpointError(f"{path}: optimizer.state must map parameter numbers to objects")
     for i, g in enumerate(groups):
         params = g.get("params", [])
-        if not (isinstance(params, list) and all(_integer(p) and p >= 0 for p in params)):
+        if not (isinstance(params, list) and all(is_integer(p) and p >= 0 for p in params)):
             raise CheckpointError(f"{path}: optimizer.param_groups[{i}].params must be a list of parameter numbers")
         for k in ("lr", "weight_decay"):
             v = g.get(k)
-            if v is not None and not (_number(v) and v >= 0):
+            if v is not None and not (is_finite_number(v) and v >= 0):
                 raise CheckpointError(f"{path}: optimizer.param_groups[{i}].{k} must be a number >= 0, got {v!r}")
     if not isinstance(meta.get("extra", {}), dict):
         raise CheckpointError(f"{path}: extra must be an object, got {meta['extra']!r}")

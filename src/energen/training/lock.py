@@ -20,9 +20,9 @@ LOCK_NAME = ".lock"
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
+def run_lock(run_dir: Path, advice: str = "wait for it to finish or choose another --out") -> Iterator[None]:
     """Hold the exclusive lock on ``run_dir`` (created if missing) for the body; raise :class:`ConfigError`
-    (one line, naming the holder's pid) when another process holds it."""
+    (one line, naming the holder's pid and ending with ``advice``) when another process holds it."""
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -30,8 +30,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise ConfigError(f"{run_dir} is in use by another process (pid {holder}); wait for it to finish "
-                              "or choose another --out") from None  # fmt: skip
+            raise ConfigError(f"{run_dir} is in use by another process (pid {holder}); {advice}") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
